@@ -1,0 +1,232 @@
+"""The driver's side of Model Hopper Parallelism, independent of the cluster manager.
+
+:class:`ModelHopper` turns scheduler tasks into worker messages and worker results into model
+state: it keeps each model's JSON state and checkpoint chain in the store, aggregates metrics
+over partitions, writes TensorBoard scalars, and tells the search (a
+:class:`~cerebro.backend._base.TrainingJob`) after every epoch. A backend only moves its messages.
+
+Checkpoint chain: every training hop reads ``ckpt-<n>.keras`` and writes ``ckpt-<n+1>.keras``;
+the hop is committed when ``state.json`` (written atomically) names the new file, and only then
+is the old one deleted. A crash at any moment leaves a state that names a complete checkpoint.
+When a model is done its last checkpoint is renamed to ``checkpoint.keras``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerebro.backend._base import ModelRequest, TrainingJob
+from cerebro.backend.scheduler import ModelDone, PassDone, Scheduler, Task
+from cerebro.storage import Store
+
+logger = logging.getLogger(__name__)
+
+RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
+
+
+@dataclass
+class ModelRun:
+    """Driver-side bookkeeping of one model (mirrored to ``runs/<model_id>/state.json``)."""
+
+    request: ModelRequest
+    spec: Any
+    checkpoint: str
+    status: str = RUNNING
+    hops: int = 0
+    epochs_done: int = 0
+    sub_epochs: list[tuple[int, int]] = field(default_factory=list)
+    pass_results: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {"train": [], "eval": []}
+    )
+    history: dict[str, list[float]] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    error: str | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model_id": self.request.model_id,
+            "params": self.request.params,
+            "num_epochs": self.request.num_epochs,
+            "status": self.status,
+            "checkpoint": self.checkpoint,
+            "hops": self.hops,
+            "epochs_done": self.epochs_done,
+            "sub_epochs": [list(s) for s in self.sub_epochs],
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+        }
+
+
+def aggregate(results: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean of each metric over partitions, weighted by the partitions' row counts."""
+    total = sum(r["rows"] for r in results)
+    if total == 0:
+        return {}
+    names = results[0]["metrics"].keys()
+    return {n: sum(r["metrics"][n] * r["rows"] for r in results) / total for n in names}
+
+
+class ModelHopper:
+    """Moves models through the scheduler and keeps their state in the store.
+
+    Args:
+        store: where checkpoints, states and logs go.
+        job: the search that hands out models and hears their metrics.
+        scheduler: the MOP scheduler (one per run).
+        seed: base seed of the per-sub-epoch shuffles.
+        has_validation: whether an eval pass follows each training pass.
+        progress: a tqdm-like bar (``update``, ``total``, ``refresh``) or None.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        job: TrainingJob,
+        scheduler: Scheduler,
+        *,
+        seed: int,
+        has_validation: bool,
+        progress: Any = None,
+    ) -> None:
+        self.store = store
+        self.job = job
+        self.scheduler = scheduler
+        self.seed = seed
+        self.has_validation = has_validation
+        self.progress = progress
+        self.runs: dict[str, ModelRun] = {}
+        self.hop_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ admission
+    def admit(self) -> int:
+        """Ask the job for new models and register them; returns how many were added."""
+        from cerebro.keras.trainer import create_initial_checkpoint
+
+        running = sum(r.status == RUNNING for r in self.runs.values())
+        requests = self.job.next_models(running)
+        for req in requests:
+            if req.model_id in self.runs:
+                raise ValueError(f"model id {req.model_id!r} was handed out twice")
+            ckpt = self._ckpt_url(req.model_id, 0)
+            create_initial_checkpoint(req.estimator, self.store, req.model_id, ckpt)
+            run = ModelRun(req, req.estimator.worker_spec(), ckpt)
+            self.runs[req.model_id] = run
+            self._commit(run)
+            self.scheduler.add_model(req.model_id, req.num_epochs)
+            if self.progress is not None:
+                self.progress.total = (self.progress.total or 0) + self._tasks_per_model(req)
+                self.progress.refresh()
+            logger.info("started model %s with %s", req.model_id, req.params)
+        return len(requests)
+
+    def _tasks_per_model(self, req: ModelRequest) -> int:
+        passes = 2 if self.has_validation else 1
+        return req.num_epochs * self.scheduler.num_workers * passes
+
+    # ------------------------------------------------------------------ messages
+    def message_for(self, task: Task) -> tuple[str, dict[str, Any]]:
+        """The worker message that runs ``task``."""
+        run = self.runs[task.model_id]
+        common = {
+            "model_id": task.model_id,
+            "spec": run.spec,
+            "checkpoint_in": run.checkpoint,
+            "partition": task.partition,
+        }
+        if task.kind == "train":
+            out = self._ckpt_url(task.model_id, run.hops + 1)
+            return "train", {**common, "checkpoint_out": out, "epoch": task.epoch, "seed": self.seed}
+        return "eval", common
+
+    def on_result(self, worker: int, task: Task, result: dict[str, Any]) -> None:
+        """Commit a finished task and react to the events it completes."""
+        run = self.runs[task.model_id]
+        run.pass_results[task.kind].append(result)
+        run.train_seconds += result.get("seconds", 0.0)
+        self.hop_seconds.append(result.get("load_seconds", 0.0) + result.get("save_seconds", 0.0))
+        if task.kind == "train" and run.status == RUNNING:
+            old = run.checkpoint
+            run.checkpoint = result.get("checkpoint", self._ckpt_url(task.model_id, run.hops + 1))
+            run.hops += 1
+            run.sub_epochs.append((task.epoch, task.partition))
+            self._commit(run)
+            if old != run.checkpoint:
+                self.store.delete(old)
+        elif task.kind == "train":  # the model stopped while this hop ran: drop its output
+            self.store.delete(self._ckpt_url(task.model_id, run.hops + 1))
+        if self.progress is not None:
+            self.progress.update(1)
+        self._handle_events(self.scheduler.complete(worker, task))
+
+    def on_task_error(self, worker: int, task: Task, error: str) -> None:
+        """A task raised (e.g. the loss became NaN): the model fails, the others go on."""
+        run = self.runs[task.model_id]
+        logger.warning("model %s failed on partition %d: %s", task.model_id, task.partition, error)
+        if run.status == RUNNING:
+            run.status, run.error = FAILED, error
+        self.scheduler.stop_model(task.model_id)
+        self._handle_events(self.scheduler.complete(worker, task))
+
+    def _handle_events(self, events: list[Any]) -> None:
+        for ev in events:
+            if isinstance(ev, PassDone):
+                self._on_pass_done(ev)
+            elif isinstance(ev, ModelDone):
+                self._on_model_done(ev.model_id)
+
+    def _on_pass_done(self, ev: PassDone) -> None:
+        run = self.runs[ev.model_id]
+        results, run.pass_results[ev.kind] = run.pass_results[ev.kind], []
+        prefix = "train_" if ev.kind == "train" else "val_"
+        for name, value in aggregate(results).items():
+            run.history.setdefault(prefix + name, []).append(float(value))
+        if ev.kind == "train" and self.has_validation:
+            return  # the epoch ends after its eval pass
+        run.epochs_done = ev.epoch + 1
+        self._commit(run)
+        metrics = {k: v[-1] for k, v in run.history.items()}
+        self._log_epoch(run, ev.epoch, metrics)
+        if run.status == RUNNING and not self.job.on_epoch_end(ev.model_id, ev.epoch, metrics):
+            logger.info("model %s stopped early after epoch %d", ev.model_id, ev.epoch + 1)
+            run.status = STOPPED
+            self.scheduler.stop_model(ev.model_id)
+
+    def _on_model_done(self, model_id: str) -> None:
+        run = self.runs[model_id]
+        if run.status == RUNNING:
+            run.status = FINISHED
+        run.finished_at = time.time()
+        final = self.store.get_checkpoint_path(model_id)
+        if run.checkpoint != final:
+            self.store.delete(final)
+            self.store.rename(run.checkpoint, final)
+            run.checkpoint = final
+        self._commit(run)
+        self.job.on_model_end(model_id, run.status, run.error)
+
+    # ------------------------------------------------------------------ state
+    def _ckpt_url(self, model_id: str, hop: int) -> str:
+        return f"{self.store.get_run_path(model_id)}/ckpt-{hop:05d}.keras"
+
+    def _commit(self, run: ModelRun) -> None:
+        self.store.write_json(self.store.get_run_state_path(run.request.model_id), run.state())
+
+    def _log_epoch(self, run: ModelRun, epoch: int, metrics: dict[str, float]) -> None:
+        from cerebro.keras.tensorboard import write_epoch_scalars, write_hparams
+
+        if epoch == 0:
+            write_hparams(self.store, run.request.model_id, run.request.params, list(metrics))
+        write_epoch_scalars(self.store, run.request.model_id, epoch, metrics)
+
+    @property
+    def finished(self) -> bool:
+        """True when no model has work left."""
+        return self.scheduler.is_done
