@@ -11,8 +11,17 @@ import os
 
 import pandas as pd
 
-NUMERIC = ["month", "day", "dep_time", "sched_dep_time", "dep_delay", "sched_arr_time",
-           "distance", "hour", "minute"]
+NUMERIC = [
+    "month",
+    "day",
+    "dep_time",
+    "sched_dep_time",
+    "dep_delay",
+    "sched_arr_time",
+    "distance",
+    "hour",
+    "minute",
+]
 
 
 def flights_pandas(max_rows: int | None = None) -> pd.DataFrame:
@@ -37,8 +46,10 @@ def flights_dataframe(spark, max_rows: int | None = None):
     from pyspark.ml.feature import StandardScaler, VectorAssembler
 
     df = spark.createDataFrame(flights_pandas(max_rows))
-    pipeline = Pipeline(stages=[
-        VectorAssembler(inputCols=NUMERIC, outputCol="raw"),
-        StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True),
-    ])
+    pipeline = Pipeline(
+        stages=[
+            VectorAssembler(inputCols=NUMERIC, outputCol="raw"),
+            StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True),
+        ]
+    )
     return pipeline.fit(df).transform(df).select("features", "delayed")

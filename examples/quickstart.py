@@ -46,12 +46,12 @@ def main() -> None:
     for noisy in ("py4j", "tensorflow", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from flights import flights_dataframe
     from pyspark.sql import SparkSession
 
     from cerebro.backend import SparkBackend
     from cerebro.storage import LocalStore
     from cerebro.tune import GridSearch, hp_choice
-    from flights import flights_dataframe
 
     spark = (
         SparkSession.builder.master(f"local[{args.workers}]")
@@ -67,11 +67,20 @@ def main() -> None:
 
     df = flights_dataframe(spark, args.rows)
     search = GridSearch(
-        backend, store, estimator_gen_fn,
-        {"units": hp_choice([16, 64]), "lr": hp_choice([1e-3, 1e-2]),
-         "batch_size": hp_choice([256])},
-        num_epochs=args.epochs, evaluation_metric="accuracy", validation=0.25,
-        feature_columns=["features"], label_columns=["delayed"], seed=1,
+        backend,
+        store,
+        estimator_gen_fn,
+        {
+            "units": hp_choice([16, 64]),
+            "lr": hp_choice([1e-3, 1e-2]),
+            "batch_size": hp_choice([256]),
+        },
+        num_epochs=args.epochs,
+        evaluation_metric="accuracy",
+        validation=0.25,
+        feature_columns=["features"],
+        label_columns=["delayed"],
+        seed=1,
     )
     result = search.fit(df)
 
@@ -79,7 +88,8 @@ def main() -> None:
     print("\nLeaderboard (ranked by final validation accuracy):")
     print(board.drop(columns=["logs"]).to_string())
     print(f"\nBest model: {result.best_model_id}")
-    print(f"TensorBoard logs: tensorboard --logdir {store.get_logs_path(result.best_model_id).rsplit('/', 1)[0]}")
+    logs = store.get_logs_path(result.best_model_id).rsplit("/", 1)[0]
+    print(f"TensorBoard logs of every model: tensorboard --logdir {logs}")
     print(f"Store: {store_dir}")
     spark.stop()
 

@@ -143,7 +143,12 @@ class ModelHopper:
         }
         if task.kind == "train":
             out = self._ckpt_url(task.model_id, run.hops + 1)
-            return "train", {**common, "checkpoint_out": out, "epoch": task.epoch, "seed": self.seed}
+            return "train", {
+                **common,
+                "checkpoint_out": out,
+                "epoch": task.epoch,
+                "seed": self.seed,
+            }
         return "eval", common
 
     def on_result(self, worker: int, task: Task, result: dict[str, Any]) -> None:

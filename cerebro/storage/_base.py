@@ -305,9 +305,7 @@ class Store(abc.ABC):
         probe = self.prefix_path + f"/.cerebro-write-probe-{uuid.uuid4().hex[:12]}"
         try:
             if self.exists(self.prefix_path) and not self.is_dir(self.prefix_path):
-                raise StoreError(
-                    f"prefix_path must be a folder, but {self.prefix_path} is a file"
-                )
+                raise StoreError(f"prefix_path must be a folder, but {self.prefix_path} is a file")
             self.makedirs(self.prefix_path)
             self.write_bytes(probe, b"ok")
             self.delete(probe)

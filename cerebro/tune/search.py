@@ -252,12 +252,17 @@ class ModelSelection:
         self.metric_key, self.resolved_mode = key, mode
 
         job = _SearchJob(
-            self, self._make_suggester("minimize" if mode == "min" else "maximize"),
+            self,
+            self._make_suggester("minimize" if mode == "min" else "maximize"),
             self._parallelism(),
         )
         logger.info(
             "experiment %s: %s on %d workers, ranking by %s (%s)",
-            self.experiment_name, type(self).__name__, self.backend.num_workers, key, mode,
+            self.experiment_name,
+            type(self).__name__,
+            self.backend.num_workers,
+            key,
+            mode,
         )
         self.backend.run(
             self.store,

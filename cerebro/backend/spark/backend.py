@@ -80,7 +80,9 @@ class SparkBackend(Backend):
             _check_positive_int("worker_threads", worker_threads)
         if not isinstance(start_timeout, int | float) or start_timeout <= 0:
             raise CerebroValueError(f"start_timeout must be a number > 0, got {start_timeout!r}")
-        self.spark_context = spark_context if spark_context is not None else _default_spark_context()
+        self.spark_context = (
+            spark_context if spark_context is not None else _default_spark_context()
+        )
         self._num_workers = num_workers or self.spark_context.defaultParallelism
         self.start_timeout = float(start_timeout)
         self.worker_threads = worker_threads
@@ -175,7 +177,11 @@ class SparkBackend(Backend):
         scheduler = Scheduler(self.num_workers, seed=self.seed, validate=has_validation)
         progress = _progress_bar(self.verbose)
         hopper = ModelHopper(
-            store, job, scheduler, seed=self.seed, has_validation=has_validation,
+            store,
+            job,
+            scheduler,
+            seed=self.seed,
+            has_validation=has_validation,
             progress=progress,
         )
         pool = _WorkerPool(self, store, feature_columns, label_columns, has_validation)

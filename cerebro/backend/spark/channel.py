@@ -39,7 +39,9 @@ class DriverChannel:
         self.address: tuple[str, int] = self._listener.address
         self._accepted: queue.Queue[Connection] = queue.Queue()
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="cerebro-accept", daemon=True)
+        self._thread = threading.Thread(
+            target=self._accept_loop, name="cerebro-accept", daemon=True
+        )
         self._thread.start()
 
     def _accept_loop(self) -> None:

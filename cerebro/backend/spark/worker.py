@@ -67,9 +67,7 @@ def _load(config: WorkerConfig, partition: int) -> tuple[Any, dict[str, Any]]:
         if config.has_validation
         else {}
     )
-    trainer = KerasTrainer(
-        config.store, train, val, config.feature_columns, config.label_columns
-    )
+    trainer = KerasTrainer(config.store, train, val, config.feature_columns, config.label_columns)
     ready = {
         "train_rows": len(next(iter(train.values()))),
         "val_rows": len(next(iter(val.values()))) if val else 0,
