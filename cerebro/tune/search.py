@@ -242,7 +242,7 @@ class ModelSelection:
         has_validation = meta.split_rows("val") > 0
 
         # Build the first model and resolve the metric before any Spark job starts.
-        probe_suggester = self._make_suggester("minimize")
+        probe_suggester = self._make_suggester("min")
         probe = _SearchJob(self, probe_suggester, None).take_first()
         key, mode = resolve_metric(
             self.evaluation_metric, self.mode, _compiled_metric_names(probe.estimator)
@@ -250,10 +250,11 @@ class ModelSelection:
         if not has_validation:
             key = "train_" + key.removeprefix("val_")
         self.metric_key, self.resolved_mode = key, mode
+        self.stopper.resolve_mode(mode)
 
         job = _SearchJob(
             self,
-            self._make_suggester("minimize" if mode == "min" else "maximize"),
+            self._make_suggester(mode),
             self._parallelism(),
         )
         logger.info(
@@ -290,7 +291,7 @@ class GridSearch(ModelSelection):
     """Train every combination of the ``hp_choice`` values in ``search_space``."""
 
     def _make_suggester(self, direction: str) -> Any:
-        from cerebro.tune.searchers import GridSuggester
+        from cerebro.tune.suggesters import GridSuggester
 
         return GridSuggester(self.search_space, seed=self.seed)
 
@@ -305,7 +306,7 @@ class RandomSearch(ModelSelection):
         self.num_models = num_models
 
     def _make_suggester(self, direction: str) -> Any:
-        from cerebro.tune.searchers import RandomSuggester
+        from cerebro.tune.suggesters import RandomSuggester
 
         return RandomSuggester(self.search_space, num_models=self.num_models, seed=self.seed)
 
@@ -323,7 +324,7 @@ class TPESearch(ModelSelection):
         self.parallelism = parallelism
 
     def _make_suggester(self, direction: str) -> Any:
-        from cerebro.tune.searchers import TPESuggester
+        from cerebro.tune.suggesters import TPESuggester
 
         return TPESuggester(
             self.search_space,
