@@ -177,8 +177,9 @@ class ModelHopper:
         logger.warning("model %s failed on partition %d: %s", task.model_id, task.partition, error)
         if run.status == RUNNING:
             run.status, run.error = FAILED, error
-        self.scheduler.stop_model(task.model_id)
-        self._handle_events(self.scheduler.complete(worker, task))
+        if self.progress is not None:
+            self.progress.update(1)
+        self._handle_events(self.scheduler.fail(worker, task))
 
     def _handle_events(self, events: list[Any]) -> None:
         for ev in events:
@@ -202,7 +203,7 @@ class ModelHopper:
         if run.status == RUNNING and not self.job.on_epoch_end(ev.model_id, ev.epoch, metrics):
             logger.info("model %s stopped early after epoch %d", ev.model_id, ev.epoch + 1)
             run.status = STOPPED
-            self.scheduler.stop_model(ev.model_id)
+            self._handle_events(self.scheduler.stop_model(ev.model_id))
 
     def _on_model_done(self, model_id: str) -> None:
         run = self.runs[model_id]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -149,13 +149,15 @@ class Scheduler:
     """Assigns (model, partition) tasks to workers under Model Hopper Parallelism.
 
     When a worker ``w`` is free, its candidates are the idle models (active, not running) whose
-    current pass still owes partition ``w``. Among them it prefers the model with the most
-    partitions left in its current pass, then the model whose last task ran on ``w`` (its state
-    is cached there), then a seeded random choice. When several workers are free at once they
-    are served in the order they became free, and a choice is only taken if the other free
-    workers can still be given as many tasks as possible (a maximum bipartite matching of free
-    workers to idle models), so one worker never takes the only model another free worker
-    could have run.
+    current pass still owes partition ``w``. Among them it prefers the model with the most tasks
+    left (the partitions its current pass still owes plus all its later passes; among models in
+    the same pass: the most partitions left in the pass), then the model whose last task ran on
+    ``w`` (its state is cached there), then a seeded random choice. Most-work-left-first keeps
+    models advancing at the same pace, so none is left alone at the end with the other workers
+    idle. When several workers are free at once they are served in the order they became free,
+    and a choice is only taken if the other free workers can still be given as many tasks as
+    possible (a maximum bipartite matching of free workers to idle models), so one worker never
+    takes the only model another free worker could have run.
 
     Args:
         num_workers: number of workers, which is also the number of data partitions.
@@ -230,7 +232,8 @@ class Scheduler:
         return Progress(m.epoch, m.kind, frozenset(range(self._num_workers)) - m.owed)
 
     def model_status(self, model_id: str) -> ModelStatus:
-        """``active``, ``stopping`` (stopped, a task still runs), ``finished``, ``stopped``, ``failed``."""
+        """The model's state: ``active``, ``stopping`` (stopped while a task runs), ``finished``,
+        ``stopped`` or ``failed``."""
         return self._get(model_id).status
 
     def __repr__(self) -> str:
@@ -301,7 +304,7 @@ class Scheduler:
             owed=set(range(self._num_workers)) - done,
             order=len(self._models),
         )
-        logger.debug("added model %s: %d epochs from %s", model_id, num_epochs, (start_epoch, phase))
+        logger.debug("added model %s: %d epochs, from %s", model_id, num_epochs, phase)
 
     def stop_model(self, model_id: str) -> list[Event]:
         """Stop a model (early stopping or failure): it gets no new tasks.
@@ -347,21 +350,28 @@ class Scheduler:
             logger.debug("assigned %s", out)
         return out
 
-    def _prefer(self, worker: int, models: list[_Model]) -> list[_Model]:
-        """``models`` in order of preference for ``worker``: most owed, cached, then random."""
-        ranked = sorted(models, key=lambda m: (-len(m.owed), m.last_worker != worker, m.order))
-        out: list[_Model] = []
-        i = 0
-        while i < len(ranked):
-            j = i + 1
-            key = (len(ranked[i].owed), ranked[i].last_worker == worker)
-            while j < len(ranked) and (len(ranked[j].owed), ranked[j].last_worker == worker) == key:
-                j += 1
-            group = ranked[i:j]
-            self._rng.shuffle(group)
-            out.extend(group)
-            i = j
-        return out
+    def _tasks_left(self, m: _Model) -> int:
+        """Tasks ``m`` still has to run: its current pass's owed partitions and later passes."""
+        passes = 2 if self._validate else 1
+        later = (m.num_epochs - m.epoch) * passes - (1 if m.kind == "train" else 2)
+        return later * self._num_workers + len(m.owed)
+
+    def _prefer(self, worker: int, models: list[_Model]) -> Iterator[_Model]:
+        """``models`` in order of preference for ``worker``: most work left, cached, random.
+
+        Lazy: each model yielded from a tie costs one draw, so the usual case (the first choice
+        is taken) stays cheap with thousands of models.
+        """
+        groups: dict[tuple[int, bool], list[_Model]] = {}
+        for m in models:  # in admission order: the draws do not depend on hashing
+            key = (-self._tasks_left(m), m.last_worker != worker)
+            groups.setdefault(key, []).append(m)
+        for key in sorted(groups):
+            tied = groups[key]
+            while tied:
+                i = self._rng.randrange(len(tied)) if len(tied) > 1 else 0
+                tied[i], tied[-1] = tied[-1], tied[i]
+                yield tied.pop()
 
     def complete(self, worker: int, task: Task) -> list[Event]:
         """Record that ``task`` finished on ``worker``; the worker is free again.
@@ -479,85 +489,95 @@ class Scheduler:
 class _PreferenceMatcher:
     """Matches free workers to idle models: as many pairs as possible, preferences first.
 
-    Workers are served in order; each takes its most preferred model such that the workers after
-    it can still be matched as well as possible (a maximum bipartite matching, kept up to date
-    with augmenting paths). A free worker with any candidate is therefore never left idle.
+    Workers are served in order; each takes its most preferred model among those that still
+    leave a maximum matching of the free workers to the idle models possible. A maximum matching
+    is kept up to date with augmenting paths (Kuhn's algorithm; Berge: a matching is maximum iff
+    no augmenting path exists). A free worker with any candidate is never left idle: in a maximum
+    matching that leaves it free, each of its candidates is matched, and taking one from its
+    partner keeps the size.
     """
 
-    def __init__(self, candidates: dict[int, list[_Model]], prefer) -> None:  # noqa: ANN001
-        self.candidates = candidates
+    def __init__(
+        self,
+        candidates: dict[int, list[_Model]],
+        prefer: Callable[[int, list[_Model]], Iterator[_Model]],
+    ) -> None:
+        self.candidates = candidates  # worker -> models owing it, workers in service order
         self.prefer = prefer
         self.w2m: dict[int, _Model] = {}
-        self.m2w: dict[int, int] = {}  # id(model) -> worker
-        self.fixed: set[int] = set()  # ids of models already assigned for good
+        self.m2w: dict[str, int] = {}  # model id -> worker
+        self.fixed: set[str] = set()  # models already assigned for good
 
     def run(self) -> list[tuple[int, _Model]]:
-        for w, cands in self.candidates.items():
-            if cands and w not in self.w2m:
-                self._augment(w, ())
+        order = list(self.candidates)
+        for w in order:
+            if self.candidates[w]:
+                self._augment([w], set())
         pairs = []
-        for w, cands in self.candidates.items():
-            options = [m for m in cands if id(m) not in self.fixed]
+        for i, w in enumerate(order):
+            options = [m for m in self.candidates[w] if m.model_id not in self.fixed]
             if not options:
                 continue
+            later = order[i + 1 :]
             for m in self.prefer(w, options):
-                if self._take(w, m):
+                if self._take(w, m, later):
                     break
             else:  # pragma: no cover - impossible: see the class docstring
                 raise RuntimeError(f"no feasible model for worker {w}")
             pairs.append((w, m))
-            self.fixed.add(id(m))
-            self.w2m.pop(w, None)
-            self.m2w.pop(id(m), None)
+            self.fixed.add(m.model_id)
+            del self.w2m[w], self.m2w[m.model_id]
         return pairs
 
-    def _take(self, w: int, m: _Model) -> bool:
-        """Rearrange the maximum matching to contain (w, m) if that keeps it maximum."""
+    def _take(self, w: int, m: _Model, later: list[int]) -> bool:
+        """Make the maximum matching contain (w, m) if one does; the others stay in ``later``."""
         old_m = self.w2m.get(w)
-        old_w = self.m2w.get(id(m))
+        old_w = self.m2w.get(m.model_id)
         if old_m is m:
             return True
+        saved = dict(self.w2m), dict(self.m2w)
+        if old_m is not None:
+            del self.m2w[old_m.model_id]
+        if old_w is not None:
+            del self.w2m[old_w]
+        self.w2m[w], self.m2w[m.model_id] = m, w
         if old_m is None or old_w is None:
-            # Swapping one pair for another keeps the size: always possible.
-            if old_m is not None:
-                del self.m2w[id(old_m)]
-            if old_w is not None:
-                del self.w2m[old_w]
-            self.w2m[w], self.m2w[id(m)] = m, w
+            return True  # one pair swapped for another (or one more): still maximum
+        # Two pairs gave way to one: still maximum only if an augmenting path now exists
+        # among the later workers, with w and m (about to be fixed) left alone.
+        if self._augment(later, self.fixed | {m.model_id}):
             return True
-        # w had old_m and m had old_w: old_w must find another model without w and m.
-        saved_w2m, saved_m2w = dict(self.w2m), dict(self.m2w)
-        del self.m2w[id(old_m)], self.w2m[old_w]
-        self.w2m[w], self.m2w[id(m)] = m, w
-        if self._augment(old_w, (id(m),), blocked_worker=w):
-            return True
-        self.w2m, self.m2w = saved_w2m, saved_m2w
+        self.w2m, self.m2w = saved
         return False
 
-    def _augment(self, start: int, banned: tuple[int, ...], blocked_worker: int = -1) -> bool:
-        """Find an augmenting path from unmatched worker ``start`` (iterative DFS) and apply it."""
-        seen = set(banned) | self.fixed
-        # Stack of (worker, iterator over its candidates); path of (worker, model) edges.
-        stack = [(start, iter(self.candidates[start]))]
-        path: list[tuple[int, _Model]] = []
-        while stack:
-            w, it = stack[-1]
-            for m in it:
-                if id(m) in seen:
-                    continue
-                seen.add(id(m))
-                nxt = self.m2w.get(id(m))
-                if nxt == blocked_worker:
-                    continue
-                path.append((w, m))
-                if nxt is None:
-                    for pw, pm in path:
-                        self.w2m[pw], self.m2w[id(pm)] = pm, pw
-                    return True
-                stack.append((nxt, iter(self.candidates[nxt])))
-                break
-            else:
-                stack.pop()
-                if path:
-                    path.pop()
+    def _augment(self, starts: list[int], seen: set[str]) -> bool:
+        """Find an augmenting path from an unmatched worker in ``starts`` and apply it.
+
+        ``seen`` holds models the search must not use; it is shared by all starts, which is
+        sound because the matching does not change between failed searches.
+        """
+        for start in starts:
+            if start in self.w2m or not self.candidates[start]:
+                continue
+            # Iterative DFS: a stack of (worker, its candidates) and the path of (worker, model).
+            stack = [(start, iter(self.candidates[start]))]
+            path: list[tuple[int, _Model]] = []
+            while stack:
+                w, it = stack[-1]
+                for m in it:
+                    if m.model_id in seen:
+                        continue
+                    seen.add(m.model_id)
+                    path.append((w, m))
+                    nxt = self.m2w.get(m.model_id)
+                    if nxt is None:
+                        for pw, pm in path:
+                            self.w2m[pw], self.m2w[pm.model_id] = pm, pw
+                        return True
+                    stack.append((nxt, iter(self.candidates[nxt])))
+                    break
+                else:
+                    stack.pop()
+                    if path:
+                        path.pop()
         return False
