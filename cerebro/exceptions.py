@@ -17,6 +17,8 @@ __all__ = [
     "StoreError",
     "WorkerError",
     "ClusterCapacityError",
+    "TrainingError",
+    "NonFiniteLossError",
 ]
 
 
@@ -54,3 +56,11 @@ class WorkerError(CerebroError):
 
 class ClusterCapacityError(WorkerError):
     """The cluster has fewer free task slots than the requested number of workers."""
+
+
+class TrainingError(CerebroError):
+    """Training or evaluating one model failed; the model is marked failed, the others go on."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A model's loss became NaN or infinite (diverged): lower the learning rate or check data."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -53,8 +54,10 @@ class LocalStore(Store):
 
     @contextlib.contextmanager
     def local_write(self, url: str) -> Iterator[str]:
-        # Write beside the target and rename: no copy for local stores.
-        tmp = self.to_fs_path(self.temp_sibling(url))
+        # Write beside the target and rename: no copy for local stores. The temporary name ends
+        # with the target's extension because some writers (Keras: ".keras") choose the format
+        # from it.
+        tmp = self.to_fs_path(self.temp_sibling(url)) + posixpath.splitext(url)[1]
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         try:
             yield tmp

@@ -65,3 +65,11 @@ def test_unauthenticated_payload_is_never_unpickled(chan, tmp_path):
     client = connect(chan.address, chan.authkey)
     assert chan.next_connection(timeout=5) is not None
     client.close()
+
+
+def test_close_ends_the_accept_thread():
+    import threading
+
+    c = DriverChannel("127.0.0.1")
+    c.close()
+    assert not [t for t in threading.enumerate() if t.name == "cerebro-accept" and t.is_alive()]

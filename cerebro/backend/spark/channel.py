@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import secrets
+import socket
 import threading
 from multiprocessing.connection import Client, Connection, Listener
 
@@ -48,14 +49,14 @@ class DriverChannel:
         while not self._closed.is_set():
             try:
                 conn = self._listener.accept()
-            except OSError:
+            except Exception as e:  # AuthenticationError, EOFError: a stranger or a dead peer
                 if self._closed.is_set():
                     return
-                logger.debug("accept failed", exc_info=True)
+                logger.warning("refused a connection to the Cerebro driver: %r", e)
                 continue
-            except Exception as e:  # AuthenticationError, EOFError: a stranger or a dead peer
-                logger.warning("refused a connection to the Cerebro driver: %s", e)
-                continue
+            if self._closed.is_set():
+                conn.close()
+                return
             self._accepted.put(conn)
 
     def next_connection(self, timeout: float) -> Connection | None:
@@ -68,6 +69,11 @@ class DriverChannel:
     def close(self) -> None:
         """Stop listening; connections already accepted stay open."""
         self._closed.set()
+        try:  # wake the accept() call so that its thread sees the flag and ends
+            socket.create_connection(self.address, timeout=5).close()
+        except OSError:
+            pass
+        self._thread.join(timeout=5)
         try:
             self._listener.close()
         except OSError:

@@ -1,0 +1,494 @@
+"""The worker-side trainer: trains and evaluates models that hop through checkpoint files.
+
+A worker holds one partition (a train shard and a validation shard) in memory as numpy arrays
+and a :class:`KerasTrainer` over them. The driver sends it *hops*: train model ``m`` from
+checkpoint ``a`` for one pass over this partition and save the result as checkpoint ``b``.
+The trainer keeps the models it built in memory (LRU) together with the checkpoint each one
+currently equals, so a model that comes back to the worker it left is not loaded at all, and a
+model that comes back after training elsewhere only has its state reloaded: its compiled train
+function is reused, which saves far more than the file reads (see ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cerebro.exceptions import (
+    CerebroTypeError,
+    CerebroValueError,
+    ColumnError,
+    NonFiniteLossError,
+)
+from cerebro.keras._columns import ColumnMapping, match_columns
+from cerebro.keras.checkpoint import (
+    checkpoint_token,
+    create_initial_checkpoint,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from cerebro.keras.estimator import WorkerSpec
+
+if TYPE_CHECKING:
+    from cerebro.storage import Store
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["KerasTrainer", "configure_threads", "shuffle_seed", "create_initial_checkpoint"]
+
+#: Environment variable with the number of TensorFlow threads a worker may use.
+THREADS_ENV = "CEREBRO_NUM_THREADS"
+
+
+def configure_threads(num_threads: int | None = None, inter_op_threads: int | None = None) -> bool:
+    """Size TensorFlow's thread pools; effective only before TensorFlow runs its first op.
+
+    Workers that share a machine should each use about (cores / workers) threads, or they slow
+    each other down.
+
+    Args:
+        num_threads: intra-op threads (the ones a matmul uses). None reads the
+            ``CEREBRO_NUM_THREADS`` environment variable and, if that is unset, leaves
+            TensorFlow's defaults alone. 0 means TensorFlow's default.
+        inter_op_threads: threads running independent ops in parallel; defaults to
+            ``min(num_threads, 2)`` (a Keras train step has little op-level parallelism).
+
+    Returns:
+        True when the setting is in effect, False when nothing was asked for or TensorFlow had
+        already started with other values (logged as a warning).
+
+    Raises:
+        CerebroValueError: a negative or non-integer thread count (also from the environment).
+    """
+    if num_threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if not raw:
+            return False
+        try:
+            num_threads = int(raw)
+        except ValueError:
+            raise CerebroValueError(
+                f"environment variable {THREADS_ENV} must be an integer >= 0, got {raw!r}"
+            ) from None
+    for name, value in (("num_threads", num_threads), ("inter_op_threads", inter_op_threads)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise CerebroValueError(f"{name} must be an int >= 0, got {value!r}")
+    inter = inter_op_threads if inter_op_threads is not None else min(num_threads, 2)
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    current = (
+        threading.get_intra_op_parallelism_threads(),
+        threading.get_inter_op_parallelism_threads(),
+    )
+    if current == (num_threads, inter):
+        return True
+    try:
+        threading.set_intra_op_parallelism_threads(num_threads)
+        threading.set_inter_op_parallelism_threads(inter)
+    except RuntimeError as e:
+        logger.warning(
+            "cannot set TensorFlow threads to intra=%d inter=%d (it already runs with %s): %s",
+            num_threads,
+            inter,
+            current,
+            e,
+        )
+        return False
+    logger.debug("TensorFlow threads: intra=%d inter=%d", num_threads, inter)
+    return True
+
+
+def shuffle_seed(seed: int, model_id: str, epoch: int, partition: int) -> int:
+    """The seed of one sub-epoch's shuffle: the same inputs give the same order on any machine.
+
+    Derived by hashing (not by Python's ``hash``, which varies between processes).
+    """
+    digest = hashlib.blake2b(
+        f"{seed}\x00{model_id}\x00{epoch}\x00{partition}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little")
+
+
+# ---------------------------------------------------------------------- internals
+@dataclass
+class _CachedModel:
+    """A built model and the checkpoint it equals (None while its state is ahead of any file)."""
+
+    model: Any
+    checkpoint: str | None = None
+    token: tuple[int, int | None] | None = None
+    mappings: dict[str | None, ColumnMapping] = field(default_factory=dict)
+
+
+@dataclass
+class _Shard:
+    """One split after the transformation, plus arrays already shaped for model inputs."""
+
+    arrays: dict[str, np.ndarray]
+    rows: int
+    prepared: dict[tuple[Any, ...], np.ndarray] = field(default_factory=dict)
+
+
+def _same_file(a: tuple[int, int | None] | None, b: tuple[int, int | None]) -> bool:
+    if a is None:
+        return False
+    if a[1] is None or b[1] is None:  # a filesystem without modification times: size only
+        return a[0] == b[0]
+    return a == b
+
+
+def _check_shard(data: Any, arg: str, columns: Sequence[str]) -> int:
+    if not isinstance(data, Mapping):
+        raise CerebroTypeError(
+            f"{arg} must be a dict of column name -> numpy array, got {type(data).__name__}"
+        )
+    missing = [c for c in columns if c not in data]
+    if missing:
+        raise ColumnError(f"{arg} lacks column(s) {missing}; it has {sorted(data)}")
+    lengths = {c: len(data[c]) for c in columns}
+    if len(set(lengths.values())) != 1:
+        raise CerebroValueError(f"{arg} columns must have the same number of rows, got {lengths}")
+    rows = next(iter(lengths.values()))
+    if rows == 0:
+        raise CerebroValueError(f"{arg} must hold at least one row, got 0")
+    return rows
+
+
+def _take(data: Any, perm: np.ndarray) -> Any:
+    if isinstance(data, dict):
+        return {k: np.take(v, perm, axis=0) for k, v in data.items()}
+    return np.take(data, perm, axis=0)
+
+
+class KerasTrainer:
+    """Trains and evaluates models on one worker's partition, one hop at a time.
+
+    Args:
+        store: where the checkpoints are.
+        train_data: this partition's training shard, column -> array (``(n,)`` for scalars,
+            ``(n, *shape)`` for arrays), as ``cerebro.storage.dataset.read_shard`` returns it.
+        val_data: this partition's validation shard; None or ``{}`` when there is none.
+        feature_columns: the columns the models read.
+        label_columns: the columns the models predict, one per output.
+        max_cached_models: how many built models to keep in memory (least recently used go).
+        num_threads: TensorFlow threads (see :func:`configure_threads`); None reads
+            ``CEREBRO_NUM_THREADS``.
+
+    Raises:
+        CerebroValueError / ColumnError: a shard lacks a column, is empty or is ragged.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        train_data: Mapping[str, np.ndarray],
+        val_data: Mapping[str, np.ndarray] | None,
+        feature_columns: Sequence[str],
+        label_columns: Sequence[str],
+        *,
+        max_cached_models: int = 8,
+        num_threads: int | None = None,
+    ) -> None:
+        if (
+            isinstance(max_cached_models, bool)
+            or not isinstance(max_cached_models, int)
+            or max_cached_models < 1
+        ):
+            raise CerebroValueError(
+                f"max_cached_models must be an int >= 1, got {max_cached_models!r}"
+            )
+        self.store = store
+        self.feature_columns = list(feature_columns)
+        self.label_columns = list(label_columns)
+        columns = self.feature_columns + self.label_columns
+        _check_shard(train_data, "train_data", columns)
+        self._raw: dict[str, dict[str, np.ndarray]] = {"train": dict(train_data)}
+        if val_data:
+            _check_shard(val_data, "val_data", columns)
+            self._raw["val"] = dict(val_data)
+        self.max_cached_models = max_cached_models
+        self._models: OrderedDict[str, _CachedModel] = OrderedDict()
+        self._shards: OrderedDict[tuple[str, str | None], _Shard] = OrderedDict()
+        configure_threads(num_threads)
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def cached_models(self) -> list[str]:
+        """Ids of the models held in memory, least recently used first."""
+        return list(self._models)
+
+    @property
+    def has_validation(self) -> bool:
+        """Whether this trainer holds a validation shard."""
+        return "val" in self._raw
+
+    def forget(self, model_id: str) -> None:
+        """Drop a model from memory (e.g. when it is finished); the next use reloads it."""
+        self._models.pop(model_id, None)
+
+    def train(
+        self,
+        model_id: str,
+        spec: WorkerSpec,
+        checkpoint_in: str,
+        checkpoint_out: str,
+        epoch: int,
+        partition: int,
+        seed: int,
+    ) -> dict[str, Any]:
+        """Train one pass over this partition, starting from ``checkpoint_in``.
+
+        The shard is reshuffled in memory with :func:`shuffle_seed` ``(seed, model_id, epoch,
+        partition)``; the model sees it once in batches of ``spec.batch_size`` (one ``fit``
+        epoch with ``initial_epoch=epoch``); the new state goes to ``checkpoint_out``.
+
+        Returns:
+            ``{"metrics": {name: value}, "rows": n, "seconds": fit time, "load_seconds",
+            "save_seconds", "load": "cached" | "state" | "full", "checkpoint": checkpoint_out}``;
+            metrics are Keras' running means over the pass (``loss``, compiled metrics, and
+            per-output ``<output>_loss`` for several outputs).
+
+        Raises:
+            NonFiniteLossError: the loss became NaN or infinite (nothing is saved).
+            StoreError: ``checkpoint_in`` is missing.
+        """
+        _check_hop_args(spec, epoch, partition)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise CerebroValueError(f"seed must be an int, got {seed!r}")
+        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in)
+        x, y, rows = self._feeds(entry, spec, "train")
+        perm = np.random.default_rng(shuffle_seed(seed, model_id, epoch, partition)).permutation(
+            rows
+        )
+        x, y = _take(x, perm), _take(y, perm)
+
+        entry.checkpoint = entry.token = None  # from here on the model is ahead of every file
+        t0 = time.perf_counter()
+        try:
+            history = entry.model.fit(
+                x,
+                y,
+                batch_size=spec.batch_size,
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                shuffle=False,
+                verbose=0,
+                callbacks=list(spec.callbacks) or None,
+            )
+        except BaseException:
+            self.forget(model_id)
+            raise
+        seconds = time.perf_counter() - t0
+        metrics = {k: float(v[-1]) for k, v in history.history.items() if len(v)}
+        loss = metrics.get("loss", math.nan)
+        if not math.isfinite(loss):
+            self.forget(model_id)
+            raise NonFiniteLossError(
+                f"model {model_id} reached a non-finite loss ({loss}) in epoch {epoch} on "
+                f"partition {partition}; lower the learning rate or check the data for "
+                "extreme values"
+            )
+
+        t1 = time.perf_counter()
+        save_checkpoint(entry.model, self.store, checkpoint_out)
+        entry.checkpoint, entry.token = (
+            checkpoint_out,
+            checkpoint_token(self.store, checkpoint_out),
+        )
+        save_seconds = time.perf_counter() - t1
+        logger.debug(
+            "trained %s epoch %d partition %d: %d rows in %.3fs (load %s %.3fs, save %.3fs)",
+            model_id,
+            epoch,
+            partition,
+            rows,
+            seconds,
+            load_kind,
+            load_seconds,
+            save_seconds,
+        )
+        return {
+            "metrics": metrics,
+            "rows": rows,
+            "seconds": seconds,
+            "load_seconds": load_seconds,
+            "save_seconds": save_seconds,
+            "load": load_kind,
+            "checkpoint": checkpoint_out,
+        }
+
+    def evaluate(
+        self, model_id: str, spec: WorkerSpec, checkpoint_in: str, partition: int
+    ) -> dict[str, Any]:
+        """Compute the model's metrics on this partition's validation shard (nothing is saved).
+
+        Returns:
+            ``{"metrics": {name: value}, "rows": n, "seconds", "load_seconds",
+            "save_seconds": 0.0, "load": ...}``; combine partitions with
+            :func:`cerebro.keras.aggregate_metrics`.
+
+        Raises:
+            CerebroValueError: this trainer has no validation shard.
+        """
+        _check_hop_args(spec, 0, partition)
+        if not self.has_validation:
+            raise CerebroValueError(
+                f"cannot evaluate model {model_id} on partition {partition}: this trainer was "
+                "given no validation data"
+            )
+        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in)
+        x, y, rows = self._feeds(entry, spec, "val")
+        t0 = time.perf_counter()
+        result = entry.model.evaluate(
+            x, y, batch_size=spec.batch_size, verbose=0, return_dict=True
+        )
+        seconds = time.perf_counter() - t0
+        return {
+            "metrics": {k: float(v) for k, v in result.items()},
+            "rows": rows,
+            "seconds": seconds,
+            "load_seconds": load_seconds,
+            "save_seconds": 0.0,
+            "load": load_kind,
+        }
+
+    # ------------------------------------------------------------------ models
+    def _acquire(
+        self, model_id: str, spec: WorkerSpec, url: str
+    ) -> tuple[_CachedModel, str, float]:
+        """The model in the state of checkpoint ``url``: cached, state reloaded, or built."""
+        token = checkpoint_token(self.store, url)
+        entry = self._models.get(model_id)
+        if entry is not None and entry.checkpoint == url and _same_file(entry.token, token):
+            self._models.move_to_end(model_id)
+            return entry, "cached", 0.0
+        t0 = time.perf_counter()
+        if entry is not None and load_state(entry.model, self.store, url):
+            kind = "state"
+        else:
+            self.forget(model_id)
+            entry = _CachedModel(load_checkpoint(self.store, url, spec.custom_objects))
+            self._models[model_id] = entry
+            kind = "full"
+        entry.checkpoint, entry.token = url, token
+        self._models.move_to_end(model_id)
+        while len(self._models) > self.max_cached_models:
+            evicted, _ = self._models.popitem(last=False)
+            logger.debug("evicted model %s from the worker's cache", evicted)
+        return entry, kind, time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ data
+    def _shard(self, split: str, spec: WorkerSpec) -> _Shard:
+        key = (split, spec.transform_key if spec.transformation_fn is not None else None)
+        shard = self._shards.get(key)
+        if shard is None:
+            raw = self._raw[split]
+            arrays = raw
+            if spec.transformation_fn is not None:
+                arrays = _apply_transformation(
+                    spec.transformation_fn, raw, self.feature_columns + self.label_columns
+                )
+            rows = len(arrays[self.feature_columns[0]])
+            shard = _Shard(arrays=arrays, rows=rows)
+            self._shards[key] = shard
+            while len(self._shards) > 4:  # a search rarely has more than one or two functions
+                self._shards.popitem(last=False)
+        self._shards.move_to_end(key)
+        return shard
+
+    def _feeds(self, entry: _CachedModel, spec: WorkerSpec, split: str) -> tuple[Any, Any, int]:
+        """The model's ``x`` and ``y`` for ``split``: arrays, or dicts keyed by input/output."""
+        shard = self._shard(split, spec)
+        mapping_key = spec.transform_key if spec.transformation_fn is not None else None
+        mapping = entry.mappings.get(mapping_key)
+        if mapping is None:
+            shapes = {c: list(a.shape[1:]) for c, a in shard.arrays.items()}
+            mapping = match_columns(entry.model, self.feature_columns, self.label_columns, shapes)
+            entry.mappings[mapping_key] = mapping
+        io = mapping.io
+
+        xs: dict[str, np.ndarray] = {}
+        for name, col in mapping.inputs.items():
+            dims = io.input_shapes[name] if io is not None else None
+            dtype = io.input_dtypes[name] if io is not None else None
+            xs[name] = self._prepared(shard, col, dims, dtype)
+        ys: dict[str, np.ndarray] = {}
+        for name, col in mapping.outputs.items():
+            dims = io.output_shapes[name] if io is not None else None
+            ys[name] = self._prepared(shard, col, dims, None)
+        as_dict_in = io is not None and (io.inputs_as_dict or len(xs) > 1)
+        as_dict_out = io is not None and (io.outputs_as_dict or len(ys) > 1)
+        x = xs if as_dict_in else next(iter(xs.values()))
+        y = ys if as_dict_out else next(iter(ys.values()))
+        return x, y, shard.rows
+
+    @staticmethod
+    def _prepared(
+        shard: _Shard, col: str, dims: tuple[int | None, ...] | None, dtype: str | None
+    ) -> np.ndarray:
+        """Column ``col`` shaped for a layer of per-sample shape ``dims`` and cast to ``dtype``.
+
+        Cached per shard: a scalar column fed to a ``(1,)`` input becomes ``(n, 1)`` once, and
+        float64 data fed to a float32 input is cast once instead of in every batch.
+        """
+        key = (col, dims, dtype)
+        arr = shard.prepared.get(key)
+        if arr is None:
+            arr = np.asarray(shard.arrays[col])
+            if dims == (1,) and arr.ndim == 1:
+                arr = arr.reshape(-1, 1)
+            if (
+                dtype in ("float16", "float32", "float64")
+                and np.issubdtype(arr.dtype, np.floating)
+                and arr.dtype != np.dtype(dtype)
+            ):
+                arr = arr.astype(dtype)
+            shard.prepared[key] = arr
+        return arr
+
+
+def _check_hop_args(spec: Any, epoch: Any, partition: Any) -> None:
+    if not isinstance(spec, WorkerSpec):
+        raise CerebroTypeError(
+            f"spec must be a WorkerSpec (SparkEstimator.worker_spec()), got {type(spec).__name__}"
+        )
+    for name, value in (("epoch", epoch), ("partition", partition)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CerebroValueError(f"{name} must be an int >= 0, got {value!r}")
+
+
+def _apply_transformation(
+    fn: Any, raw: dict[str, np.ndarray], columns: list[str]
+) -> dict[str, np.ndarray]:
+    out = fn(dict(raw))
+    if not isinstance(out, Mapping):
+        raise CerebroTypeError(
+            f"transformation_fn must return a dict of column -> array, got {type(out).__name__}"
+        )
+    arrays = {k: np.asarray(v) for k, v in out.items()}
+    missing = [c for c in columns if c not in arrays]
+    if missing:
+        raise ColumnError(
+            f"transformation_fn must return every feature and label column, but {missing} are "
+            f"missing from its result (keys {sorted(arrays)})"
+        )
+    lengths = {c: len(arrays[c]) for c in columns}
+    if len(set(lengths.values())) != 1 or not next(iter(lengths.values())):
+        raise CerebroValueError(
+            "transformation_fn must return columns with the same, non-zero number of rows, "
+            f"got {lengths}"
+        )
+    return arrays

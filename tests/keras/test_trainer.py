@@ -1,0 +1,400 @@
+"""The worker-side trainer: model hopping between workers through checkpoint files."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from keras_helpers import all_variables, mlp, regression_data, slice_rows
+
+from cerebro.exceptions import (
+    CerebroTypeError,
+    CerebroValueError,
+    ColumnError,
+    NonFiniteLossError,
+    StoreError,
+    TrainingError,
+)
+from cerebro.keras import (
+    KerasTrainer,
+    SparkEstimator,
+    aggregate_metrics,
+    configure_threads,
+    create_initial_checkpoint,
+    load_checkpoint,
+    shuffle_seed,
+)
+
+FEATURES, LABELS = ["features"], ["label"]
+TRAIN_ROWS, VAL_ROWS = 2400, 800
+
+
+@pytest.fixture(scope="module")
+def data():
+    train = regression_data(TRAIN_ROWS, seed=1)
+    val = regression_data(VAL_ROWS, seed=2)
+    return train, val
+
+
+def partitions(data, num):
+    train, val = data
+    t, v = TRAIN_ROWS // num, VAL_ROWS // num
+    return [
+        (slice_rows(train, i * t, (i + 1) * t), slice_rows(val, i * v, (i + 1) * v))
+        for i in range(num)
+    ]
+
+
+def make_estimator(lr=5e-3, batch_size=32, units=16):
+    keras.utils.set_random_seed(123)  # the same initial weights every time
+    return SparkEstimator(
+        mlp(units=units), keras.optimizers.Adam(lr), "mse", metrics=["mae"], batch_size=batch_size
+    )
+
+
+def ckpt(store, model_id, hop):
+    return f"{store.get_run_path(model_id)}/ckpt-{hop:05d}.keras"
+
+
+def run_mop(store, trainers, spec, model_id, epochs, seed=7):
+    """Drive trainers like the MOP driver does: every epoch, each partition once, in an order
+    that changes with the epoch; then evaluate on every partition."""
+    url, hop, history = ckpt(store, model_id, 0), 0, []
+    num = len(trainers)
+    for epoch in range(epochs):
+        order = [(epoch + i) % num for i in range(num)]
+        for p in order:
+            out = ckpt(store, model_id, hop + 1)
+            trainers[p].train(model_id, spec, url, out, epoch, p, seed)
+            url, hop = out, hop + 1
+        evals = [trainers[p].evaluate(model_id, spec, url, p) for p in range(num)]
+        history.append(aggregate_metrics(evals))
+    return url, history
+
+
+# ---------------------------------------------------------------------- the key claim
+def test_hopping_between_two_workers_matches_training_in_one_process(local_store, data):
+    """MOP is sequential SGD over the same data: it must reach the validation loss of the
+    same model trained in one process on all data, with the same settings and epochs."""
+    epochs, batch = 6, 32
+    est = make_estimator(batch_size=batch)
+    create_initial_checkpoint(est, local_store, "mop", ckpt(local_store, "mop", 0))
+    spec = est.worker_spec()
+    parts = partitions(data, 2)
+    trainers = [KerasTrainer(local_store, t, v, FEATURES, LABELS) for t, v in parts]
+    last, mop_history = run_mop(local_store, trainers, spec, "mop", epochs)
+
+    # The same model in one process, on all the data.
+    train, val = data
+    single = load_checkpoint(local_store, ckpt(local_store, "mop", 0))
+    initial_val = single.evaluate(val["features"], val["label"], verbose=0, return_dict=True)
+    single_history = []
+    for _ in range(epochs):
+        single.fit(train["features"], train["label"], batch_size=batch, shuffle=True, verbose=0)
+        single_history.append(
+            single.evaluate(val["features"], val["label"], verbose=0, return_dict=True)
+        )
+
+    mop_val, single_val = mop_history[-1]["loss"], single_history[-1]["loss"]
+    assert single_val < 0.1 * initial_val["loss"]  # the task is learnt...
+    assert mop_val < 0.1 * initial_val["loss"]
+    assert abs(mop_val - single_val) <= 0.1 * single_val, (mop_val, single_val)
+    # ...along the same curve, not just at the end.
+    for m, s in zip(mop_history[1:], single_history[1:]):
+        assert abs(m["loss"] - s["loss"]) <= 0.25 * s["loss"], (mop_history, single_history)
+
+    # The optimizer state travelled: its step count is that of all batches of all hops.
+    final = keras.saving.load_model(local_store.local_path(last))
+    steps_per_pass = sum(math.ceil(len(t["label"]) / batch) for t, _ in parts)
+    assert int(final.optimizer.iterations.numpy()) == epochs * steps_per_pass
+
+
+def test_a_model_hopping_without_its_state_does_worse(local_store, data):
+    """Control for the test above: restarting every hop from the first checkpoint (state
+    lost) is clearly worse, so the comparison above is sensitive to lost state."""
+    est = make_estimator()
+    create_initial_checkpoint(est, local_store, "m", ckpt(local_store, "m", 0))
+    spec = est.worker_spec()
+    parts = partitions(data, 2)
+    trainers = [KerasTrainer(local_store, t, v, FEATURES, LABELS) for t, v in parts]
+    _, good = run_mop(local_store, trainers, spec, "m", 3)
+    first = ckpt(local_store, "m", 0)
+    for p, tr in enumerate(trainers):
+        tr.train("m", spec, first, ckpt(local_store, "m", 100 + p), 0, p, 7)
+    lost = aggregate_metrics(
+        [tr.evaluate("m", spec, ckpt(local_store, "m", 101), p) for p, tr in enumerate(trainers)]
+    )
+    assert lost["loss"] > 2 * good[-1]["loss"]
+
+
+# ---------------------------------------------------------------------- caching
+def test_cached_state_and_full_loads_give_identical_results(local_store, data):
+    est = make_estimator()
+    create_initial_checkpoint(est, local_store, "m", ckpt(local_store, "m", 0))
+    spec = est.worker_spec()
+    train, val = partitions(data, 2)[0]
+    c0, c1 = ckpt(local_store, "m", 0), ckpt(local_store, "m", 1)
+
+    warm = KerasTrainer(local_store, train, val, FEATURES, LABELS)  # keeps the model cached
+    r1 = warm.train("m", spec, c0, c1, 0, 0, 7)
+    assert r1["load"] == "full" and r1["checkpoint"] == c1 and r1["rows"] == len(train["label"])
+    r_cached = warm.train("m", spec, c1, ckpt(local_store, "m", 2), 1, 0, 7)
+
+    cold = KerasTrainer(local_store, train, val, FEATURES, LABELS)  # never saw the model
+    r_full = cold.train("m", spec, c1, ckpt(local_store, "m", 3), 1, 0, 7)
+
+    stale = KerasTrainer(local_store, train, val, FEATURES, LABELS)  # holds another state
+    stale.train("m", spec, c0, ckpt(local_store, "m", 4), 0, 0, 99)
+    r_state = stale.train("m", spec, c1, ckpt(local_store, "m", 5), 1, 0, 7)
+
+    assert (r_cached["load"], r_full["load"], r_state["load"]) == ("cached", "full", "state")
+    assert r_cached["load_seconds"] == 0.0 and r_full["load_seconds"] > 0
+    results = [
+        keras.saving.load_model(local_store.local_path(ckpt(local_store, "m", h)))
+        for h in (2, 3, 5)
+    ]
+    reference = all_variables(results[0])
+    for other in results[1:]:
+        for a, b in zip(reference, all_variables(other)):
+            np.testing.assert_array_equal(a, b)
+    assert r_cached["metrics"] == r_full["metrics"] == r_state["metrics"]
+
+
+def test_a_checkpoint_rewritten_elsewhere_is_reloaded_not_taken_from_cache(local_store, data):
+    """The cache trusts a URL only while the file is the one it saw (size and mtime)."""
+    est = make_estimator()
+    url = create_initial_checkpoint(est, local_store, "m")  # one fixed name for every hop
+    spec = est.worker_spec()
+    (t0, v0), (t1, v1) = partitions(data, 2)
+    a = KerasTrainer(local_store, t0, v0, FEATURES, LABELS)
+    b = KerasTrainer(local_store, t1, v1, FEATURES, LABELS)
+    a.train("m", spec, url, url, 0, 0, 7)
+    b.train("m", spec, url, url, 0, 1, 7)  # overwrites the file a saved
+    r = a.evaluate("m", spec, url, 0)
+    assert r["load"] == "state"
+    expected = b.evaluate("m", spec, url, 1)  # b holds the latest state
+    assert expected["load"] == "cached"
+    fresh = KerasTrainer(local_store, t0, v0, FEATURES, LABELS).evaluate("m", spec, url, 0)
+    assert r["metrics"] == fresh["metrics"]
+
+
+def test_lru_cache_and_forget(local_store, data):
+    train, val = partitions(data, 2)[0]
+    tr = KerasTrainer(local_store, train, val, FEATURES, LABELS, max_cached_models=2)
+    specs = {}
+    for mid in ("a", "b", "c"):
+        est = make_estimator(units=4)
+        create_initial_checkpoint(est, local_store, mid)
+        specs[mid] = est.worker_spec()
+        tr.evaluate(mid, specs[mid], local_store.get_checkpoint_path(mid), 0)
+    assert tr.cached_models == ["b", "c"]
+    tr.forget("b")
+    assert tr.cached_models == ["c"]
+    r = tr.evaluate("a", specs["a"], local_store.get_checkpoint_path("a"), 0)
+    assert r["load"] == "full"
+
+
+# ---------------------------------------------------------------------- multi input/output
+def test_multi_input_multi_output_model(local_store):
+    rng = np.random.default_rng(0)
+    n = 1200
+    a, b = rng.normal(size=(n, 3)), rng.normal(size=n)
+    data = {
+        "a": a,
+        "b": b,
+        "price": a.sum(axis=1) + b,
+        "kind": (a[:, 0] > 0).astype(np.int64) + (b > 0).astype(np.int64),  # classes 0..2
+    }
+    ia, ib = keras.Input((3,), name="a"), keras.Input((1,), name="b")
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Concatenate()([ia, ib]))
+    model = keras.Model(
+        [ia, ib],
+        [keras.layers.Dense(1, name="price")(h), keras.layers.Dense(3, name="kind")(h)],
+    )
+    est = SparkEstimator(
+        model,
+        keras.optimizers.Adam(1e-2),
+        {
+            "price": "mse",
+            "kind": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        },
+        metrics={"price": ["mae"], "kind": ["accuracy"]},
+        loss_weights={"price": 1.0, "kind": 2.0},
+        batch_size=32,
+    )
+    features, labels = ["b", "a"], ["kind", "price"]  # order differs from the model's
+    est.validate(features, labels, {"a": [3], "b": [], "price": [], "kind": []})
+    create_initial_checkpoint(est, local_store, "mm", ckpt(local_store, "mm", 0))
+    spec = est.worker_spec()
+    trainers = [
+        KerasTrainer(
+            local_store,
+            slice_rows(data, i * 400, (i + 1) * 400),
+            slice_rows(data, 800 + i * 200, 800 + (i + 1) * 200),
+            features,
+            labels,
+        )
+        for i in range(2)
+    ]
+    _, history = run_mop(local_store, trainers, spec, "mm", 4)
+    assert {"loss", "price_loss", "kind_loss", "price_mae", "kind_accuracy"} <= set(history[0])
+    assert (
+        history[-1]["price_loss"] < 0.3 * history[0]["price_loss"]
+        or history[-1]["price_loss"] < 0.05
+    )
+    assert history[-1]["kind_accuracy"] > 0.85
+    # The total loss is the weighted sum of the output losses (up to how Keras averages the
+    # uneven last batch of each partition).
+    last = history[-1]
+    assert last["loss"] == pytest.approx(last["price_loss"] + 2.0 * last["kind_loss"], rel=0.05)
+
+
+# ---------------------------------------------------------------------- failures
+def test_nan_loss_raises_and_saves_nothing(local_store, data):
+    keras.utils.set_random_seed(0)
+    est = SparkEstimator(mlp(), keras.optimizers.SGD(learning_rate=1e4), "mse", batch_size=8)
+    create_initial_checkpoint(est, local_store, "bad", ckpt(local_store, "bad", 0))
+    train, val = partitions(data, 2)[0]
+    tr = KerasTrainer(local_store, train, val, FEATURES, LABELS)
+    out = ckpt(local_store, "bad", 1)
+    with pytest.raises(NonFiniteLossError, match=r"model bad reached a non-finite loss") as e:
+        tr.train("bad", est.worker_spec(), ckpt(local_store, "bad", 0), out, 0, 0, 1)
+    assert isinstance(e.value, TrainingError)
+    assert not local_store.exists(out)
+    assert "bad" not in tr.cached_models
+
+
+def test_bad_calls_are_rejected(local_store, data):
+    est = make_estimator()
+    url = create_initial_checkpoint(est, local_store, "m")
+    spec = est.worker_spec()
+    train, val = partitions(data, 2)[0]
+    tr = KerasTrainer(local_store, train, None, FEATURES, LABELS)
+    with pytest.raises(CerebroValueError, match="given no validation data"):
+        tr.evaluate("m", spec, url, 0)
+    with pytest.raises(CerebroTypeError, match="spec must be a WorkerSpec"):
+        tr.train("m", est, url, url, 0, 0, 1)
+    with pytest.raises(CerebroValueError, match="epoch must be an int >= 0, got -1"):
+        tr.train("m", spec, url, url, -1, 0, 1)
+    with pytest.raises(StoreError, match="does not exist"):
+        tr.train("m", spec, url + ".missing.keras", url, 0, 0, 1)
+    with pytest.raises(ColumnError, match=r"train_data lacks column\(s\) \['label'\]"):
+        KerasTrainer(local_store, {"features": train["features"]}, None, FEATURES, LABELS)
+    with pytest.raises(CerebroValueError, match="same number of rows"):
+        KerasTrainer(
+            local_store,
+            {"features": train["features"], "label": np.ones(3)},
+            None,
+            FEATURES,
+            LABELS,
+        )
+    with pytest.raises(CerebroValueError, match="max_cached_models must be an int >= 1"):
+        KerasTrainer(local_store, train, None, FEATURES, LABELS, max_cached_models=0)
+
+
+def test_shape_mismatch_is_found_on_the_worker(local_store, data):
+    est = make_estimator()
+    url = create_initial_checkpoint(est, local_store, "m")
+    train, val = partitions(data, 2)[0]
+    narrow = {"features": train["features"][:, :5], "label": train["label"]}
+    tr = KerasTrainer(local_store, narrow, None, FEATURES, LABELS)
+    with pytest.raises(CerebroValueError, match=r"expects samples of shape \[8\].*shape \[5\]"):
+        tr.train("m", est.worker_spec(), url, url, 0, 0, 1)
+
+
+# ---------------------------------------------------------------------- data handling
+def test_transformation_runs_once_per_shard(local_store, data):
+    calls = []
+
+    def widen(d):
+        calls.append(len(d["label"]))
+        x = d["features"][:, :4]
+        return {"features": np.concatenate([x, x**2], axis=1), "label": d["label"]}
+
+    keras.utils.set_random_seed(1)
+    est = SparkEstimator(
+        mlp(num_features=8),
+        keras.optimizers.Adam(1e-2),
+        "mse",
+        batch_size=64,
+        transformation_fn=widen,
+    )
+    url = create_initial_checkpoint(est, local_store, "t")
+    spec = est.worker_spec()
+    train, val = partitions(data, 2)[0]
+    narrow_train = {"features": train["features"][:, :4].copy(), "label": train["label"]}
+    narrow_val = {"features": val["features"][:, :4].copy(), "label": val["label"]}
+    tr = KerasTrainer(local_store, narrow_train, narrow_val, FEATURES, LABELS)
+    for epoch in range(2):
+        tr.train("t", spec, url, url, epoch, 0, 3)
+        tr.evaluate("t", spec, url, 0)
+    assert calls == [len(train["label"]), len(val["label"])]
+
+    def drops_label(d):
+        return {"features": d["features"]}
+
+    bad = SparkEstimator(mlp(), keras.optimizers.Adam(), "mse", transformation_fn=drops_label)
+    url = create_initial_checkpoint(bad, local_store, "bad")
+    with pytest.raises(ColumnError, match=r"must return every feature and label.*\['label'\]"):
+        tr.train("bad", bad.worker_spec(), url, url, 0, 0, 3)
+
+
+def test_shuffle_depends_on_seed_model_epoch_and_partition(local_store, data):
+    base = shuffle_seed(1, "m", 0, 0)
+    assert base == shuffle_seed(1, "m", 0, 0)
+    others = {
+        shuffle_seed(2, "m", 0, 0),
+        shuffle_seed(1, "n", 0, 0),
+        shuffle_seed(1, "m", 1, 0),
+        shuffle_seed(1, "m", 0, 1),
+    }
+    assert base not in others and len(others) == 4
+    # And the trainer uses it: the same seed gives the same result, another seed another one.
+    est = make_estimator()
+    url = create_initial_checkpoint(est, local_store, "m")
+    spec = est.worker_spec()
+    train, val = partitions(data, 2)[0]
+    outs = []
+    for seed in (5, 5, 6):
+        tr = KerasTrainer(local_store, train, val, FEATURES, LABELS)
+        outs.append(tr.train("m", spec, url, ckpt(local_store, "m", seed), 0, 0, seed))
+    assert outs[0]["metrics"] == outs[1]["metrics"] != outs[2]["metrics"]
+
+
+# ---------------------------------------------------------------------- threads
+def test_configure_threads_validates_its_argument():
+    with pytest.raises(CerebroValueError, match="num_threads must be an int >= 0, got -1"):
+        configure_threads(-1)
+    with pytest.raises(CerebroValueError, match="inter_op_threads must be an int >= 0"):
+        configure_threads(2, "2")
+
+
+def test_configure_threads_before_and_after_tensorflow_starts():
+    script = textwrap.dedent(
+        """
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        from cerebro.keras import configure_threads
+        import tensorflow as tf
+        assert configure_threads() is True  # from CEREBRO_NUM_THREADS
+        t = tf.config.threading
+        print("threads", t.get_intra_op_parallelism_threads(),
+              t.get_inter_op_parallelism_threads())
+        tf.constant(1.0) + 1.0  # TensorFlow starts
+        print("again", configure_threads(3), "other", configure_threads(1))
+        """
+    )
+    env = dict(os.environ, CEREBRO_NUM_THREADS="3", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "threads 3 2" in out.stdout
+    assert "again True other False" in out.stdout
+    assert "cannot set TensorFlow threads" in out.stderr
