@@ -20,6 +20,8 @@ from typing import Any
 
 from cerebro.backend._base import ModelRequest, TrainingJob
 from cerebro.backend.scheduler import ModelDone, PassDone, Scheduler, Task
+from cerebro.keras.metrics import aggregate_metrics
+from cerebro.keras.tensorboard import close_loggers, write_epoch_scalars, write_hparams
 from cerebro.storage import Store
 
 logger = logging.getLogger(__name__)
@@ -63,15 +65,6 @@ class ModelRun:
             "finished_at": self.finished_at,
             "error": self.error,
         }
-
-
-def aggregate(results: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean of each metric over partitions, weighted by the partitions' row counts."""
-    total = sum(r["rows"] for r in results)
-    if total == 0:
-        return {}
-    names = results[0]["metrics"].keys()
-    return {n: sum(r["metrics"][n] * r["rows"] for r in results) / total for n in names}
 
 
 class ModelHopper:
@@ -192,7 +185,7 @@ class ModelHopper:
         run = self.runs[ev.model_id]
         results, run.pass_results[ev.kind] = run.pass_results[ev.kind], []
         prefix = "train_" if ev.kind == "train" else "val_"
-        for name, value in aggregate(results).items():
+        for name, value in aggregate_metrics(results).items():
             run.history.setdefault(prefix + name, []).append(float(value))
         if ev.kind == "train" and self.has_validation:
             return  # the epoch ends after its eval pass
@@ -216,6 +209,7 @@ class ModelHopper:
             self.store.rename(run.checkpoint, final)
             run.checkpoint = final
         self._commit(run)
+        close_loggers(self.store, model_id)
         self.job.on_model_end(model_id, run.status, run.error)
 
     # ------------------------------------------------------------------ state
@@ -226,11 +220,14 @@ class ModelHopper:
         self.store.write_json(self.store.get_run_state_path(run.request.model_id), run.state())
 
     def _log_epoch(self, run: ModelRun, epoch: int, metrics: dict[str, float]) -> None:
-        from cerebro.keras.tensorboard import write_epoch_scalars, write_hparams
 
         if epoch == 0:
             write_hparams(self.store, run.request.model_id, run.request.params, list(metrics))
         write_epoch_scalars(self.store, run.request.model_id, epoch, metrics)
+
+    def close(self) -> None:
+        """Flush and close every TensorBoard file of this run."""
+        close_loggers(self.store)
 
     @property
     def finished(self) -> bool:

@@ -113,8 +113,11 @@ def test_fit_on_prepared_data_reuses_the_data(spark, fitted):
     meta_before = store.read_bytes(store.get_data_metadata_path())
     backend = SparkBackend(spark.sparkContext, num_workers=W, verbose=0)
     result = _search(
-        backend, store, space={"units": hp_choice([8]), "lr": hp_choice([1e-2])},
-        experiment_name="again", num_epochs=1,
+        backend,
+        store,
+        space={"units": hp_choice([8]), "lr": hp_choice([1e-2])},
+        experiment_name="again",
+        num_epochs=1,
     ).fit_on_prepared_data()
     assert list(result.models) == ["again-000"]
     assert store.read_bytes(store.get_data_metadata_path()) == meta_before
@@ -137,13 +140,21 @@ def test_num_workers_is_validated(spark, bad):
 def _run_script(tmp_path, *args, timeout=400):
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
     proc = subprocess.run(
-        [sys.executable, os.path.join(HERE, "e2e_script.py"), "--store", str(tmp_path / "s"),
-         *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        [
+            sys.executable,
+            os.path.join(HERE, "e2e_script.py"),
+            "--store",
+            str(tmp_path / "s"),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return json.loads(lines[-1][len("RESULT "):])
+    return json.loads(lines[-1][len("RESULT ") :])
 
 
 @pytest.mark.slow

@@ -195,6 +195,7 @@ class SparkBackend(Backend):
         else:
             pool.shutdown(graceful=True)
         finally:
+            hopper.close()
             if progress is not None:
                 progress.close()
         return hopper
