@@ -58,6 +58,7 @@ def main() -> None:
         .appName("cerebro-quickstart")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("ERROR")
@@ -88,7 +89,7 @@ def main() -> None:
     print("\nLeaderboard (ranked by final validation accuracy):")
     print(board.drop(columns=["logs"]).to_string())
     print(f"\nBest model: {result.best_model_id}")
-    logs = store.get_logs_path(result.best_model_id).rsplit("/", 1)[0]
+    logs = store.local_path(store.get_logs_path(result.best_model_id)).rsplit("/", 1)[0]
     print(f"TensorBoard logs of every model: tensorboard --logdir {logs}")
     print(f"Store: {store_dir}")
     spark.stop()

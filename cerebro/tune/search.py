@@ -282,8 +282,16 @@ class ModelSelection:
             experiment_name=self.experiment_name,
             custom_objects=probe.estimator.custom_objects,
         )
-        if self.verbose:
-            logger.info("model selection done:\n%s", result.leaderboard().to_string())
+        if self.verbose and result.models:
+            best = result.models[result.best_model_id]
+            logger.info(
+                "experiment %s done: best model %s with %s=%s (params %s)",
+                self.experiment_name,
+                best.model_id,
+                key,
+                best.final(key),
+                best.params,
+            )
         return result
 
 
