@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh
 export SPARK_LOCAL_IP=127.0.0.1 PYSPARK_PYTHON="$PWD/.venv/bin/python"
 .venv/bin/ruff check cerebro tests examples benchmarks
+.venv/bin/ruff format --check --quiet cerebro tests examples benchmarks
 rc=0
 .venv/bin/python -m pytest "$@" || rc=$?
 if [ "$rc" -eq 5 ]; then
