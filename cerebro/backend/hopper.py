@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,18 @@ from cerebro.storage import Store
 logger = logging.getLogger(__name__)
 
 RUNNING, FINISHED, STOPPED, FAILED = "running", "finished", "stopped", "failed"
+# The fields of a task's result that go into ModelHopper.task_log.
+_LOGGED = (
+    "rows",
+    "seconds",
+    "load_seconds",
+    "save_seconds",
+    "load",
+    "worker_seconds",
+    "round_trip_seconds",
+    "sent_at",
+    "received_at",
+)
 
 
 @dataclass
@@ -97,6 +110,10 @@ class ModelHopper:
         self.progress = progress
         self.runs: dict[str, ModelRun] = {}
         self.hop_seconds: list[float] = []
+        #: One record per finished task (timings and the worker's load kind), for profiling.
+        self.task_log: list[dict[str, Any]] = []
+        #: What each worker reported after loading its data (rows, bytes, load_seconds).
+        self.worker_stats: dict[int, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ admission
     def admit(self) -> int:
@@ -135,7 +152,9 @@ class ModelHopper:
             "partition": task.partition,
         }
         if task.kind == "train":
-            out = self._ckpt_url(task.model_id, run.hops + 1)
+            # A fresh name per dispatch: a task re-run after a worker loss never races the
+            # lost attempt for the same file.
+            out = self._ckpt_url(task.model_id, run.hops + 1, uuid.uuid4().hex[:8])
             return "train", {
                 **common,
                 "checkpoint_out": out,
@@ -146,23 +165,35 @@ class ModelHopper:
 
     def on_result(self, worker: int, task: Task, result: dict[str, Any]) -> None:
         """Commit a finished task and react to the events it completes."""
+        t0 = time.perf_counter()
         run = self.runs[task.model_id]
         run.pass_results[task.kind].append(result)
         run.train_seconds += result.get("seconds", 0.0)
         self.hop_seconds.append(result.get("load_seconds", 0.0) + result.get("save_seconds", 0.0))
         if task.kind == "train" and run.status == RUNNING:
             old = run.checkpoint
-            run.checkpoint = result.get("checkpoint", self._ckpt_url(task.model_id, run.hops + 1))
+            run.checkpoint = result["checkpoint"]
             run.hops += 1
             run.sub_epochs.append((task.epoch, task.partition))
             self._commit(run)
             if old != run.checkpoint:
                 self.store.delete(old)
         elif task.kind == "train":  # the model stopped while this hop ran: drop its output
-            self.store.delete(self._ckpt_url(task.model_id, run.hops + 1))
+            self.store.delete(result["checkpoint"])
         if self.progress is not None:
             self.progress.update(1)
         self._handle_events(self.scheduler.complete(worker, task))
+        self.task_log.append(
+            {
+                "model_id": task.model_id,
+                "kind": task.kind,
+                "worker": worker,
+                "epoch": task.epoch,
+                "partition": task.partition,
+                **{k: result[k] for k in _LOGGED if k in result},
+                "driver_seconds": time.perf_counter() - t0,
+            }
+        )
 
     def on_task_error(self, worker: int, task: Task, error: str) -> None:
         """A task raised (e.g. the loss became NaN): the model fails, the others go on."""
@@ -209,12 +240,20 @@ class ModelHopper:
             self.store.rename(run.checkpoint, final)
             run.checkpoint = final
         self._commit(run)
+        run_path = self.store.get_run_path(model_id)
+        for name in self.store.listdir(run_path):  # outputs of attempts lost with a worker
+            if name.startswith("ckpt-"):
+                self.store.delete(f"{run_path}/{name}")
         close_loggers(self.store, model_id)
         self.job.on_model_end(model_id, run.status, run.error)
 
     # ------------------------------------------------------------------ state
-    def _ckpt_url(self, model_id: str, hop: int) -> str:
-        return f"{self.store.get_run_path(model_id)}/ckpt-{hop:05d}.keras"
+    def _ckpt_url(self, model_id: str, hop: int, tag: str = "init") -> str:
+        return f"{self.store.get_run_path(model_id)}/ckpt-{hop:05d}-{tag}.keras"
+
+    def on_workers_lost(self) -> None:
+        """Every worker is gone: their running tasks go back to their models, to run again."""
+        self._handle_events(self.scheduler.requeue_all())
 
     def _commit(self, run: ModelRun) -> None:
         self.store.write_json(self.store.get_run_state_path(run.request.model_id), run.state())

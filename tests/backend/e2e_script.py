@@ -48,6 +48,35 @@ def estimator_gen_fn(params):
     )
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _ready_workers(backend) -> dict:
+    """Block until every worker has loaded its data and is alive; return their info."""
+    while True:
+        info = backend.worker_info()
+        if info and all("train_rows" in w and _alive(w["pid"]) for w in info.values()):
+            return info
+        time.sleep(0.05)
+
+
+def _killer(backend, moments: list[float], killed: list) -> None:
+    """SIGKILL a worker process at each moment (seconds after the workers first came up)."""
+    _ready_workers(backend)
+    t0 = time.monotonic()
+    for i, moment in enumerate(sorted(moments)):
+        time.sleep(max(0.0, t0 + moment - time.monotonic()))
+        info = _ready_workers(backend)
+        victim = info[i % len(info)]
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed.append(victim["pid"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--master", default="local[2]")
@@ -56,6 +85,13 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--interrupt-after", type=float, default=None)
+    p.add_argument(
+        "--kill-worker-at",
+        type=float,
+        nargs="*",
+        default=[],
+        help="seconds after the workers are ready at which to SIGKILL a worker process",
+    )
     args = p.parse_args()
 
     from pyspark.sql import SparkSession
@@ -72,7 +108,9 @@ def main() -> None:
     )
     spark.sparkContext.setLogLevel("ERROR")
     store = LocalStore(args.store)
-    backend = SparkBackend(spark.sparkContext, num_workers=args.workers, verbose=0)
+    backend = SparkBackend(
+        spark.sparkContext, num_workers=args.workers, verbose=0, max_worker_restarts=5
+    )
     search = GridSearch(
         backend,
         store,
@@ -87,7 +125,11 @@ def main() -> None:
         experiment_name="e2e",
     )
     df = make_df(spark, args.rows)
-    out: dict = {}
+    out: dict = {"killed": []}
+    if args.kill_worker_at:
+        threading.Thread(
+            target=_killer, args=(backend, args.kill_worker_at, out["killed"]), daemon=True
+        ).start()
     if args.interrupt_after is not None:
         backend.prepare_data(
             store, df, validation=0.25, feature_columns=["features"], label_columns=["label"]
@@ -105,6 +147,7 @@ def main() -> None:
         result = search.fit(df)
         out["best"] = result.best_model_id
         out["history"] = result.get_all_model_history()
+    out["restarts"] = backend.worker_restarts
     out["active_jobs"] = list(spark.sparkContext.statusTracker().getActiveJobsIds())
     out["threads"] = sorted(t.name for t in threading.enumerate() if t.name.startswith("cerebro"))
     print("RESULT " + json.dumps(out), flush=True)

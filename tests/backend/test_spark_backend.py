@@ -180,3 +180,44 @@ def test_ctrl_c_in_the_driver_stops_the_workers(tmp_path):
     assert out["active_jobs"] == []
     assert out["threads"] == []
     assert out["stop_seconds"] < 60
+
+
+def _assert_exactly_once(store_path, history, epochs=E):
+    from cerebro.storage import LocalStore
+
+    store = LocalStore(str(store_path))
+    for model_id in history:
+        state = store.read_json(store.get_run_state_path(model_id))
+        assert state["status"] == "finished", state
+        pairs = sorted(map(tuple, state["sub_epochs"]))
+        assert pairs == [(e, p) for e in range(epochs) for p in range(W)], (model_id, pairs)
+        assert store.listdir(store.get_run_path(model_id)) == ["checkpoint.keras", "state.json"]
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run_local_mode(tmp_path):
+    out = _run_script(tmp_path, "--epochs", "3", "--rows", "6000", "--kill-worker-at", "4")
+    assert len(out["killed"]) == 1 and out["restarts"] == 1
+    assert len(out["history"]) == 4
+    _assert_exactly_once(tmp_path / "s", out["history"], epochs=3)
+    assert out["active_jobs"] == []
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_workers_killed_twice_on_a_local_cluster(tmp_path):
+    out = _run_script(
+        tmp_path,
+        "--master",
+        "local-cluster[2,1,1024]",
+        "--epochs",
+        "3",
+        "--rows",
+        "6000",
+        "--kill-worker-at",
+        "3",
+        "10",
+    )
+    assert len(out["killed"]) == 2 and out["restarts"] == 2
+    _assert_exactly_once(tmp_path / "s", out["history"], epochs=3)
+    assert out["active_jobs"] == []

@@ -61,6 +61,9 @@ class SparkBackend(Backend):
             ``spark.driver.host``); the driver never listens on all interfaces.
         seed: base seed of data shuffling and the scheduler's tie-breaks.
         verbose: 0 silent, 1 a progress bar.
+        max_worker_restarts: how often the workers are restarted after one of them is lost
+            (its process or executor died) before ``fit`` gives up. In-flight sub-epochs run
+            again from the last committed checkpoints, so nothing is lost or counted twice.
     """
 
     def __init__(
@@ -73,9 +76,11 @@ class SparkBackend(Backend):
         driver_host: str | None = None,
         seed: int = 0,
         verbose: int = 1,
+        max_worker_restarts: int = 3,
     ) -> None:
         if num_workers is not None:
             _check_positive_int("num_workers", num_workers)
+        _check_positive_int("max_worker_restarts", max_worker_restarts, minimum=0)
         if worker_threads is not None:
             _check_positive_int("worker_threads", worker_threads)
         if not isinstance(start_timeout, int | float) or start_timeout <= 0:
@@ -89,10 +94,22 @@ class SparkBackend(Backend):
         self.driver_host = driver_host
         self.seed = seed
         self.verbose = verbose
+        self.max_worker_restarts = max_worker_restarts
 
     @property
     def num_workers(self) -> int:
         return self._num_workers
+
+    def worker_info(self) -> dict[int, dict[str, Any]]:
+        """The workers of the current (or last) run: host, pid, Spark attempt, rows, bytes."""
+        pool = getattr(self, "_pool", None)
+        return {w: dict(v) for w, v in pool.workers.items()} if pool else {}
+
+    @property
+    def worker_restarts(self) -> int:
+        """How often the workers of the current (or last) run were restarted after a loss."""
+        pool = getattr(self, "_pool", None)
+        return pool.restarts if pool else 0
 
     # ------------------------------------------------------------------ data
     def prepare_data(
@@ -184,11 +201,11 @@ class SparkBackend(Backend):
             has_validation=has_validation,
             progress=progress,
         )
-        pool = _WorkerPool(self, store, feature_columns, label_columns, has_validation)
+        pool = self._pool = _WorkerPool(
+            self, store, feature_columns, label_columns, has_validation
+        )
         try:
-            pool.start()
-            hopper.admit()
-            _drive(hopper, scheduler, pool)
+            _drive(hopper, scheduler, pool, self.max_worker_restarts)
         except BaseException:  # including KeyboardInterrupt: leave no Spark job behind
             pool.shutdown(graceful=False)
             raise
@@ -201,8 +218,37 @@ class SparkBackend(Backend):
         return hopper
 
 
-def _drive(hopper: Any, scheduler: Any, pool: _WorkerPool) -> None:
-    """The event loop: keep every worker busy until no model has work left."""
+class WorkersLost(WorkerError):
+    """The workers' Spark job lost a worker (process or executor died); they can be restarted."""
+
+
+def _drive(hopper: Any, scheduler: Any, pool: _WorkerPool, max_restarts: int) -> None:
+    """Run the event loop, restarting the workers after a loss up to ``max_restarts`` times."""
+    while True:
+        try:
+            if not pool.conns:
+                pool.start()
+                hopper.worker_stats = {w: dict(v) for w, v in pool.workers.items()}
+            _serve(hopper, scheduler, pool)
+            return
+        except WorkersLost as e:
+            pool.restarts += 1
+            restarts = pool.restarts
+            if restarts > max_restarts:
+                raise WorkerError(
+                    f"workers were lost {restarts} times, more than max_worker_restarts="
+                    f"{max_restarts}; last loss: {e}. Every committed checkpoint is in the store"
+                ) from e
+            logger.warning(
+                "%s; restarting the workers (restart %d of at most %d)", e, restarts, max_restarts
+            )
+            pool.stop_job()
+            hopper.on_workers_lost()
+
+
+def _serve(hopper: Any, scheduler: Any, pool: _WorkerPool) -> None:
+    """Keep every worker busy until no model has work left (event-driven, no polling)."""
+    hopper.admit()
     while True:
         for worker, task in scheduler.assign():
             pool.send(worker, task, hopper.message_for(task))
@@ -213,6 +259,7 @@ def _drive(hopper: Any, scheduler: Any, pool: _WorkerPool) -> None:
         for worker, kind, payload in pool.receive():
             task = pool.running.pop(worker)
             if kind == channel.RESULT:
+                payload.update(pool.timing(worker))
                 hopper.on_result(worker, task, payload)
             else:
                 hopper.on_task_error(worker, task, f"{payload[0]}: {payload[1]}")
@@ -220,7 +267,11 @@ def _drive(hopper: Any, scheduler: Any, pool: _WorkerPool) -> None:
 
 
 class _WorkerPool:
-    """The barrier job and the connections to its workers."""
+    """The barrier job of the workers and the connections to them.
+
+    One channel (address and key) serves the whole run; each (re)start of the workers is a new
+    barrier job in its own job group, so that it can be cancelled alone.
+    """
 
     def __init__(
         self,
@@ -236,16 +287,23 @@ class _WorkerPool:
         self.feature_columns = feature_columns
         self.label_columns = label_columns
         self.has_validation = has_validation
-        self.group = f"cerebro-{uuid.uuid4().hex[:8]}"
+        self.group = ""
         self.conns: dict[int, Any] = {}
         self.running: dict[int, Any] = {}
+        #: Per worker: host, pid, attempt, then what it reported after loading its data.
+        self.workers: dict[int, dict[str, Any]] = {}
+        self._sent_at: dict[int, float] = {}
+        self._received_at: dict[int, float] = {}
         self._chan: channel.DriverChannel | None = None
         self._thread: threading.Thread | None = None
         self._job_error: BaseException | None = None
-        self.stats: dict[int, dict[str, Any]] = {}
+        #: How often the workers were restarted after a loss in this run.
+        self.restarts = 0
 
     def start(self) -> None:
-        self._chan = channel.DriverChannel(self.backend._host())
+        """Launch the barrier job and wait until every worker has loaded its data."""
+        if self._chan is None:
+            self._chan = channel.DriverChannel(self.backend._host())
         config = WorkerConfig(
             address=self._chan.address,
             authkey=self._chan.authkey,
@@ -256,13 +314,15 @@ class _WorkerPool:
             threads=self.backend._threads(),
             has_validation=self.has_validation,
         )
+        self.group = f"cerebro-{uuid.uuid4().hex[:8]}"
+        self._job_error = None
         self._thread = _job_thread(self, config)
         self._thread.start()
         self._await_workers()
 
     def _await_workers(self) -> None:
         deadline = time.monotonic() + self.backend.start_timeout
-        pending: dict[int, Any] = {}
+        pending: dict[Any, int] = {}
         w = self.backend.num_workers
         while len(self.conns) < w:
             self._raise_if_job_failed()
@@ -274,31 +334,39 @@ class _WorkerPool:
                 )
             conn = self._chan.next_connection(timeout=min(0.5, left))
             if conn is not None:
-                kind, (partition, attempt, host, pid) = conn.recv()
-                pending[partition] = conn
-                logger.debug("worker %d connected from %s pid %d", partition, host, pid)
-            ready = wait(list(pending.values()), timeout=0) if pending else []
-            for conn in ready:
-                partition = next(p for p, c in pending.items() if c is conn)
-                kind, payload = conn.recv()
-                del pending[partition]
+                _, (partition, attempt, host, pid) = conn.recv()
+                pending[conn] = partition
+                self.workers[partition] = {"host": host, "pid": pid, "attempt": attempt}
+            for conn in wait(list(pending), timeout=0) if pending else []:
+                partition = pending.pop(conn)
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError) as e:
+                    raise WorkersLost(f"worker {partition} died while loading its data") from e
                 if kind == channel.FATAL:
                     raise WorkerError(f"worker {partition} could not load its data:\n{payload}")
-                self.stats[partition] = payload
+                self.workers[partition].update(payload)
                 self.conns[partition] = conn
-        logger.info("%d workers ready: %s", w, self.stats)
+        logger.info("%d workers ready: %s", w, self.workers)
 
     def _raise_if_job_failed(self) -> None:
         if self._job_error is not None:
-            raise WorkerError(f"the Spark job of the workers failed: {self._job_error}") from (
-                self._job_error
-            )
-        if self._thread is not None and not self._thread.is_alive() and self.running:
-            raise WorkerError("the Spark job of the workers ended while tasks were running")
+            raise WorkersLost(f"the workers' Spark job failed: {self._job_error}")
+        if self._thread is not None and not self._thread.is_alive():
+            raise WorkersLost("the workers' Spark job ended unexpectedly")
 
     def send(self, worker: int, task: Any, message: tuple[str, Any]) -> None:
         self.running[worker] = task
-        self.conns[worker].send(message)
+        self._sent_at[worker] = time.perf_counter()
+        try:
+            self.conns[worker].send(message)
+        except OSError as e:
+            raise WorkersLost(f"lost the connection to worker {worker}: {e!r}") from e
+
+    def timing(self, worker: int) -> dict[str, float]:
+        """When ``worker``'s last task was sent and answered (``time.perf_counter``)."""
+        sent, received = self._sent_at[worker], self._received_at[worker]
+        return {"sent_at": sent, "received_at": received, "round_trip_seconds": received - sent}
 
     def receive(self) -> list[tuple[int, str, Any]]:
         """Block until at least one worker answers; return all answers available."""
@@ -307,18 +375,19 @@ class _WorkerPool:
             ready = wait(list(by_conn), timeout=1.0)
             if ready:
                 break
-            self._raise_if_job_failed()
+            self._raise_if_job_failed()  # a liveness check, not a poll for work
         out = []
         for conn in ready:
             w = by_conn[conn]
             try:
                 kind, payload = conn.recv()
             except (EOFError, OSError) as e:
-                raise WorkerError(f"lost the connection to worker {w}: {e!r}") from e
+                raise WorkersLost(f"lost worker {w} ({self.workers.get(w)}): {e!r}") from e
+            self._received_at[w] = time.perf_counter()
             out.append((w, kind, payload))
         return out
 
-    def shutdown(self, graceful: bool) -> None:
+    def stop_job(self, graceful: bool = False) -> None:
         """Stop the workers: politely when idle, else cancel their Spark job at once."""
         for conn in self.conns.values():
             try:
@@ -335,8 +404,14 @@ class _WorkerPool:
         for conn in self.conns.values():
             conn.close()
         self.conns.clear()
+        self.running.clear()
+
+    def shutdown(self, graceful: bool) -> None:
+        """Stop the workers and the channel."""
+        self.stop_job(graceful)
         if self._chan is not None:
             self._chan.close()
+            self._chan = None
 
 
 def _job_thread(pool: _WorkerPool, config: WorkerConfig) -> threading.Thread:

@@ -82,6 +82,7 @@ def _serve(conn: Any, trainer: Any) -> None:
         kind, payload = conn.recv()
         if kind == channel.STOP:
             return
+        t0 = time.perf_counter()
         try:
             if kind == channel.TRAIN:
                 out = trainer.train(**payload)
@@ -92,6 +93,7 @@ def _serve(conn: Any, trainer: Any) -> None:
         except Exception as e:  # the task failed; the worker and its data are fine
             conn.send((channel.ERROR, (type(e).__name__, str(e), traceback.format_exc())))
             continue
+        out["worker_seconds"] = time.perf_counter() - t0  # the task's time on the worker
         conn.send((channel.RESULT, out))
 
 
