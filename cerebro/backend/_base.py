@@ -25,12 +25,15 @@ class ModelRequest:
         estimator: the ``cerebro.keras.SparkEstimator`` returned by ``estimator_gen_fn``.
         params: the hyperparameters that produced it (logged to TensorBoard's HParams).
         num_epochs: how many epochs to train at most.
+        resume_state: the model's committed ``state.json`` when it continues an interrupted
+            run (it then starts from the checkpoint that state names), else None.
     """
 
     model_id: str
     estimator: Any
     params: dict[str, Any] = field(default_factory=dict)
     num_epochs: int = 1
+    resume_state: dict[str, Any] | None = None
 
 
 class TrainingJob(Protocol):

@@ -77,7 +77,33 @@ class ModelRun:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "error": self.error,
+            # Metrics of the current epoch's finished train tasks, so that a resumed model
+            # still reports the whole epoch's training metrics.
+            "train_pass": [
+                {"metrics": r["metrics"], "rows": r["rows"]} for r in self.pass_results["train"]
+            ],
         }
+
+    @classmethod
+    def from_state(cls, request: ModelRequest, spec: Any, state: dict[str, Any]) -> ModelRun:
+        """Rebuild a model's bookkeeping from its committed ``state.json`` (to resume it)."""
+        run = cls(request, spec, state["checkpoint"])
+        run.hops = state["hops"]
+        run.epochs_done = state["epochs_done"]
+        run.sub_epochs = [(e, p) for e, p in state["sub_epochs"]]
+        run.history = {k: list(v) for k, v in state["history"].items()}
+        run.train_seconds = state["train_seconds"]
+        run.started_at = state["started_at"]
+        run.pass_results["train"] = list(state.get("train_pass", []))
+        return run
+
+    def resume_point(self, num_workers: int, has_validation: bool) -> dict[str, Any]:
+        """Where the scheduler picks this model up: epoch, pass and partitions already done."""
+        done = {p for e, p in self.sub_epochs if e == self.epochs_done}
+        if len(done) == num_workers and has_validation:
+            # The train pass is complete; its eval pass is re-run whole (evaluation is pure).
+            return {"start_epoch": self.epochs_done, "phase": "eval", "done_partitions": ()}
+        return {"start_epoch": self.epochs_done, "phase": "train", "done_partitions": done}
 
 
 class ModelHopper:
@@ -125,16 +151,24 @@ class ModelHopper:
         for req in requests:
             if req.model_id in self.runs:
                 raise ValueError(f"model id {req.model_id!r} was handed out twice")
-            ckpt = self._ckpt_url(req.model_id, 0)
-            create_initial_checkpoint(req.estimator, self.store, req.model_id, ckpt)
-            run = ModelRun(req, req.estimator.worker_spec(), ckpt)
+            if req.resume_state is not None:
+                run = ModelRun.from_state(req, req.estimator.worker_spec(), req.resume_state)
+                if not self.store.exists(run.checkpoint):  # stopped between rename and commit
+                    run.checkpoint = self.store.get_checkpoint_path(req.model_id)
+                point = run.resume_point(self.scheduler.num_workers, self.has_validation)
+                logger.info("resuming model %s at %s", req.model_id, point)
+            else:
+                ckpt = self._ckpt_url(req.model_id, 0)
+                create_initial_checkpoint(req.estimator, self.store, req.model_id, ckpt)
+                run = ModelRun(req, req.estimator.worker_spec(), ckpt)
+                point = {}
+                logger.info("started model %s with %s", req.model_id, req.params)
             self.runs[req.model_id] = run
             self._commit(run)
-            self.scheduler.add_model(req.model_id, req.num_epochs)
+            self.scheduler.add_model(req.model_id, req.num_epochs, **point)
             if self.progress is not None:
                 self.progress.total = (self.progress.total or 0) + self._tasks_per_model(req)
                 self.progress.refresh()
-            logger.info("started model %s with %s", req.model_id, req.params)
         return len(requests)
 
     def _tasks_per_model(self, req: ModelRequest) -> int:
@@ -219,7 +253,8 @@ class ModelHopper:
         for name, value in aggregate_metrics(results).items():
             run.history.setdefault(prefix + name, []).append(float(value))
         if ev.kind == "train" and self.has_validation:
-            return  # the epoch ends after its eval pass
+            self._commit(run)  # the train metrics are in; the epoch ends after its eval pass
+            return
         run.epochs_done = ev.epoch + 1
         self._commit(run)
         metrics = {k: v[-1] for k, v in run.history.items()}

@@ -146,6 +146,11 @@ class Store(abc.ABC):
         """URL of the folder holding a model's TensorBoard event files."""
         return self._logs_path + "/" + validate_model_id(model_id)
 
+    def get_experiment_path(self, experiment_name: str) -> str:
+        """URL of the JSON record of a search (its configuration, searcher state, models),
+        which is what lets an interrupted search resume."""
+        return f"{self._runs_path}/_experiments/{validate_model_id(experiment_name)}.json"
+
     # ------------------------------------------------------------------ filesystem
     @property
     def filesystem(self) -> pafs.FileSystem:

@@ -8,6 +8,8 @@ Everything about the user's input is checked before any Spark job starts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -42,17 +44,48 @@ def _compiled_metric_names(estimator: Any) -> list[str]:
     return names
 
 
-class _SearchJob:
-    """The TrainingJob a search hands the backend: models from a suggester, told results."""
+_FINAL = ("finished", "stopped", "failed")
 
-    def __init__(self, search: ModelSelection, suggester: Any, parallelism: int | None) -> None:
+
+def _trained_model(store: Store, model_id: str, state: dict[str, Any]) -> TrainedModel:
+    return TrainedModel(
+        model_id=model_id,
+        params=state["params"],
+        status=state["status"],
+        history=state["history"],
+        epochs=state["epochs_done"],
+        train_seconds=state["train_seconds"],
+        checkpoint_path=store.get_checkpoint_path(model_id),
+        logs_path=store.get_logs_path(model_id),
+        error=state.get("error"),
+    )
+
+
+class _SearchJob:
+    """The TrainingJob a search hands the backend: models from a suggester, told results.
+
+    It keeps the experiment record (``store.get_experiment_path(name)``) current: the search's
+    configuration, the suggester's state and which model is which trial, written atomically
+    after every suggestion and every result, so that an interrupted search can resume.
+    """
+
+    def __init__(
+        self,
+        search: ModelSelection,
+        suggester: Any,
+        parallelism: int | None,
+        *,
+        record: bool = True,
+    ) -> None:
         self.search = search
+        self.store = search.store
         self.suggester = suggester
         self.parallelism = parallelism
-        self.trials: dict[str, Any] = {}
+        self.record = record
+        self.trials: dict[str, int] = {}
         self.results: dict[str, TrainedModel] = {}
         self.pending: list[ModelRequest] = []
-        self._count = 0
+        self.created = time.time()
 
     def take_first(self) -> ModelRequest:
         """Build and check the first model before anything runs (fails fast on user errors)."""
@@ -62,15 +95,18 @@ class _SearchJob:
         self.pending.append(req)
         return req
 
+    def _model_id(self, index: int) -> str:
+        return f"{self.search.experiment_name}-{index:03d}"
+
     def _next_request(self) -> ModelRequest | None:
         suggestion = self.suggester.suggest()
         if suggestion is None:
             return None
         trial_id, params = suggestion
-        model_id = f"{self.search.experiment_name}-{self._count:03d}"
-        self._count += 1
-        estimator = self.search.make_estimator(params)
+        model_id = self._model_id(len(self.trials))
         self.trials[model_id] = trial_id
+        self.save()
+        estimator = self.search.make_estimator(params)
         return ModelRequest(model_id, estimator, dict(params), self.search.num_epochs)
 
     def next_models(self, num_running: int) -> list[ModelRequest]:
@@ -88,21 +124,67 @@ class _SearchJob:
         return self.search.stopper.on_epoch_end(model_id, epoch, value)
 
     def on_model_end(self, model_id: str, status: str, error: str | None) -> None:
-        state = self.search.store.read_json(self.search.store.get_run_state_path(model_id))
-        model = TrainedModel(
-            model_id=model_id,
-            params=state["params"],
-            status=status,
-            history=state["history"],
-            epochs=state["epochs_done"],
-            train_seconds=state["train_seconds"],
-            checkpoint_path=self.search.store.get_checkpoint_path(model_id),
-            logs_path=self.search.store.get_logs_path(model_id),
-            error=error,
-        )
+        state = self.store.read_json(self.store.get_run_state_path(model_id))
+        self._finish(model_id, state)
+        self.save()
+
+    def _finish(self, model_id: str, state: dict[str, Any]) -> None:
+        model = _trained_model(self.store, model_id, state)
         self.results[model_id] = model
-        value = model.final(self.search.metric_key) if status != "failed" else None
-        self.suggester.report(self.trials[model_id], value)
+        trial_id = self.trials[model_id]
+        if trial_id in self.suggester.pending:
+            value = model.final(self.search.metric_key) if model.status != "failed" else None
+            self.suggester.report(trial_id, value)
+
+    # ------------------------------------------------------------------ the record
+    def save(self) -> None:
+        if not self.record:
+            return
+        self.store.write_json(
+            self.store.get_experiment_path(self.search.experiment_name),
+            {
+                "name": self.search.experiment_name,
+                "config": self.search.config(),
+                "suggester": self.suggester.state_dict(),
+                "models": self.trials,
+                "created": self.created,
+                "updated": time.time(),
+            },
+        )
+
+    def restore(self, record: dict[str, Any]) -> None:
+        """Continue the search of ``record``: finished models are kept as they are, unfinished
+        ones continue from their last committed checkpoint, the suggester where it was."""
+        self.suggester.load_state_dict(record["suggester"])
+        self.created = record.get("created", self.created)
+        self.trials = {m: int(t) for m, t in record["models"].items()}
+        for model_id, trial_id in self.trials.items():
+            state_path = self.store.get_run_state_path(model_id)
+            state = self.store.read_json(state_path) if self.store.exists(state_path) else None
+            if state is not None and state["status"] in _FINAL:
+                self._finish(model_id, state)
+                continue
+            params = (
+                state["params"] if state is not None else self.suggester.pending_params(trial_id)
+            )
+            estimator = self.search.make_estimator(params)
+            self.pending.append(
+                ModelRequest(model_id, estimator, dict(params), self.search.num_epochs, state)
+            )
+        # Early stopping policies compare epochs and models: let them hear the past again.
+        for model_id in self.trials:
+            state_path = self.store.get_run_state_path(model_id)
+            if self.store.exists(state_path):
+                values = self.store.read_json(state_path)["history"].get(self.search.metric_key)
+                for epoch, value in enumerate(values or []):
+                    self.search.stopper.on_epoch_end(model_id, epoch, value)
+        logger.info(
+            "resuming experiment %s: %d models done, %d to continue",
+            self.search.experiment_name,
+            len(self.results),
+            len(self.pending),
+        )
+        self.save()
 
 
 class ModelSelection:
@@ -121,7 +203,13 @@ class ModelSelection:
         seed: makes configurations, the data split and the schedule reproducible.
         verbose: 0 silent, 1 progress bar and a summary.
         stopper: an early-stopping policy (default: none).
-        experiment_name: names the models (``<experiment_name>-000``...); default from the time.
+        experiment_name: names the search in the store and its models
+            (``<experiment_name>-000``...); default ``exp-<hash of the configuration>``, so
+            running the same search again finds its earlier run.
+        resume: continue the experiment of the same name where it stopped (finished models are
+            kept, unfinished ones continue from their last checkpoint, the searcher continues
+            its sequence); starts afresh if there is none.
+        overwrite: delete an earlier experiment of the same name (its runs and logs) first.
     """
 
     def __init__(
@@ -141,6 +229,8 @@ class ModelSelection:
         verbose: int = 1,
         stopper: Any = None,
         experiment_name: str | None = None,
+        resume: bool = False,
+        overwrite: bool = False,
     ) -> None:
         from cerebro.tune.space import validate_search_space
         from cerebro.tune.stopping import BaseStopper, NoStopping
@@ -170,6 +260,8 @@ class ModelSelection:
             from cerebro.storage._base import validate_model_id
 
             validate_model_id(experiment_name)
+        if resume and overwrite:
+            raise CerebroValueError("resume and overwrite exclude each other, got both True")
         self.backend = backend
         self.store = store
         self.estimator_gen_fn = estimator_gen_fn
@@ -183,8 +275,35 @@ class ModelSelection:
         self.seed = seed
         self.verbose = verbose
         self.stopper = stopper if stopper is not None else NoStopping()
-        self.experiment_name = experiment_name or time.strftime("exp-%Y%m%d-%H%M%S")
+        self._experiment_name = experiment_name
+        self.resume = resume
+        self.overwrite = overwrite
         self.metric_key = ""
+
+    @property
+    def experiment_name(self) -> str:
+        """The experiment's name: given, or derived from the search's configuration."""
+        if self._experiment_name:
+            return self._experiment_name
+        digest = hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()
+        return f"exp-{digest[:10]}"
+
+    def config(self) -> dict[str, Any]:
+        """What defines this search; a resumed experiment must have the same."""
+        return {
+            "search": type(self).__name__,
+            "search_space": {k: repr(v) for k, v in self.search_space.items()},
+            "num_epochs": self.num_epochs,
+            "evaluation_metric": self.evaluation_metric,
+            "mode": self.mode,
+            "seed": self.seed,
+            "feature_columns": self.feature_columns,
+            "label_columns": self.label_columns,
+            **self._extra_config(),
+        }
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {}
 
     # ------------------------------------------------------------------ subclass hooks
     def _make_suggester(self, direction: str) -> Any:
@@ -242,8 +361,7 @@ class ModelSelection:
         has_validation = meta.split_rows("val") > 0
 
         # Build the first model and resolve the metric before any Spark job starts.
-        probe_suggester = self._make_suggester("min")
-        probe = _SearchJob(self, probe_suggester, None).take_first()
+        probe = _SearchJob(self, self._make_suggester("min"), None, record=False).take_first()
         key, mode = resolve_metric(
             self.evaluation_metric, self.mode, _compiled_metric_names(probe.estimator)
         )
@@ -252,11 +370,8 @@ class ModelSelection:
         self.metric_key, self.resolved_mode = key, mode
         self.stopper.resolve_mode(mode)
 
-        job = _SearchJob(
-            self,
-            self._make_suggester(mode),
-            self._parallelism(),
-        )
+        job = _SearchJob(self, self._make_suggester(mode), self._parallelism())
+        self._open_experiment(job)
         logger.info(
             "experiment %s: %s on %d workers, ranking by %s (%s)",
             self.experiment_name,
@@ -294,6 +409,39 @@ class ModelSelection:
             )
         return result
 
+    def _open_experiment(self, job: _SearchJob) -> None:
+        """Start, resume or refuse the experiment, by what the store already holds."""
+        path = self.store.get_experiment_path(self.experiment_name)
+        record = self.store.read_json(path) if self.store.exists(path) else None
+        if record is None:
+            logger.info("experiment %s starts", self.experiment_name)
+            return
+        if self.overwrite:
+            logger.info("experiment %s: deleting the earlier run (overwrite=True)", path)
+            for model_id in record.get("models", {}):
+                self.store.delete(self.store.get_run_path(model_id))
+                self.store.delete(self.store.get_logs_path(model_id))
+            self.store.delete(path)
+            return
+        if not self.resume:
+            raise CerebroValueError(
+                f"experiment_name {self.experiment_name!r} already exists in the store "
+                f"({len(record.get('models', {}))} models at {path}): pass resume=True to "
+                "continue it, overwrite=True to start it over, or another experiment_name"
+            )
+        if record.get("config") != self.config():
+            old, new = record.get("config", {}), self.config()
+            diff = {
+                k: (old.get(k), new.get(k))
+                for k in set(old) | set(new)
+                if old.get(k) != new.get(k)
+            }
+            raise CerebroValueError(
+                f"cannot resume experiment {self.experiment_name!r}: it was run with another "
+                f"configuration (stored, now): {diff}"
+            )
+        job.restore(record)
+
 
 class GridSearch(ModelSelection):
     """Train every combination of the ``hp_choice`` values in ``search_space``."""
@@ -313,6 +461,9 @@ class RandomSearch(ModelSelection):
             raise CerebroValueError(f"num_models must be an int >= 1, got {num_models!r}")
         self.num_models = num_models
 
+    def _extra_config(self) -> dict[str, Any]:
+        return {"num_models": self.num_models}
+
     def _make_suggester(self, direction: str) -> Any:
         from cerebro.tune.suggesters import RandomSuggester
 
@@ -330,6 +481,9 @@ class TPESearch(ModelSelection):
                 raise CerebroValueError(f"{name} must be an int >= 1, got {value!r}")
         self.num_models = num_models
         self.parallelism = parallelism
+
+    def _extra_config(self) -> dict[str, Any]:
+        return {"num_models": self.num_models, "parallelism": self.parallelism}
 
     def _make_suggester(self, direction: str) -> Any:
         from cerebro.tune.suggesters import TPESuggester

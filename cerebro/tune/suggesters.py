@@ -153,6 +153,12 @@ class BaseSuggester(abc.ABC):
         """Trial ids suggested but not reported yet, oldest first."""
         return list(self._pending)
 
+    def pending_params(self, trial_id: int) -> dict[str, Any]:
+        """The configuration of a trial suggested but not reported yet (e.g. after a resume)."""
+        if trial_id not in self._pending:
+            raise CerebroValueError(f"trial_id {trial_id!r} is not pending: {self.pending}")
+        return dict(self._pending[trial_id])
+
     @property
     def results(self) -> dict[int, float | None]:
         """Reported values by trial id (``None`` for failed trials)."""

@@ -85,6 +85,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--interrupt-after", type=float, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--experiment", default="e2e")
     p.add_argument(
         "--kill-worker-at",
         type=float,
@@ -122,7 +124,8 @@ def main() -> None:
         label_columns=["label"],
         seed=3,
         verbose=0,
-        experiment_name="e2e",
+        experiment_name=args.experiment,
+        resume=args.resume,
     )
     df = make_df(spark, args.rows)
     out: dict = {"killed": []}

@@ -221,3 +221,85 @@ def test_workers_killed_twice_on_a_local_cluster(tmp_path):
     assert len(out["killed"]) == 2 and out["restarts"] == 2
     _assert_exactly_once(tmp_path / "s", out["history"], epochs=3)
     assert out["active_jobs"] == []
+
+
+def _start_script(tmp_path, *args):
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    cmd = [sys.executable, os.path.join(HERE, "e2e_script.py"), "--store", str(tmp_path / "s")]
+    return subprocess.Popen(
+        [*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+
+
+def _committed_hops(store) -> int:
+    runs = store.get_runs_path()
+    if not store.exists(runs):
+        return 0
+    total = 0
+    for name in store.listdir(runs):
+        state = store.get_run_state_path(name) if not name.startswith("_") else None
+        if state and store.exists(state):
+            total += store.read_json(state)["hops"]
+    return total
+
+
+@pytest.mark.slow
+def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    import signal
+
+    from cerebro.storage import LocalStore
+
+    epochs = 3
+    store = LocalStore(str(tmp_path / "s"))
+    proc = _start_script(tmp_path, "--epochs", str(epochs), "--rows", "6000")
+    try:
+        deadline = time.monotonic() + 300
+        while _committed_hops(store) < 6 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    hops_at_kill = _committed_hops(store)
+    assert 6 <= hops_at_kill < 4 * epochs * W
+
+    # The same search without resume is refused, the store untouched.
+    before = sorted(os.listdir(tmp_path / "s" / "runs"))
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    refused = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "e2e_script.py"),
+            "--store",
+            str(tmp_path / "s"),
+            "--epochs",
+            str(epochs),
+            "--rows",
+            "6000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert refused.returncode != 0 and "resume=True" in refused.stderr
+    assert sorted(os.listdir(tmp_path / "s" / "runs")) == before
+
+    out = _run_script(tmp_path, "--epochs", str(epochs), "--rows", "6000", "--resume")
+    _assert_exactly_once(tmp_path / "s", out["history"], epochs=epochs)
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    ref = _run_script(clean, "--epochs", str(epochs), "--rows", "6000")
+    assert sorted(out["history"]) == sorted(ref["history"])
+    for model_id, history in ref["history"].items():
+        assert {k: len(v) for k, v in out["history"][model_id].items()} == {
+            k: len(v) for k, v in history.items()
+        }
+    resumed = LocalStore(str(tmp_path / "s"))
+    for model_id in out["history"]:
+        a = resumed.read_json(resumed.get_run_state_path(model_id))["params"]
+        b = LocalStore(str(clean / "s")).read_json(resumed.get_run_state_path(model_id))
+        assert a == b["params"]
