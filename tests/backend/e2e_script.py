@@ -86,6 +86,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=2000)
     p.add_argument("--interrupt-after", type=float, default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--max-restarts", type=int, default=5)
     p.add_argument("--experiment", default="e2e")
     p.add_argument(
         "--kill-worker-at",
@@ -111,7 +112,10 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     store = LocalStore(args.store)
     backend = SparkBackend(
-        spark.sparkContext, num_workers=args.workers, verbose=0, max_worker_restarts=5
+        spark.sparkContext,
+        num_workers=args.workers,
+        verbose=0,
+        max_worker_restarts=args.max_restarts,
     )
     search = GridSearch(
         backend,

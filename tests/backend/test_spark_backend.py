@@ -303,3 +303,42 @@ def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
         a = resumed.read_json(resumed.get_run_state_path(model_id))["params"]
         b = LocalStore(str(clean / "s")).read_json(resumed.get_run_state_path(model_id))
         assert a == b["params"]
+
+
+@pytest.mark.slow
+def test_too_many_worker_losses_fail_clearly_and_keep_checkpoints(tmp_path):
+    from cerebro.storage import LocalStore
+
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "e2e_script.py"),
+            "--store",
+            str(tmp_path / "s"),
+            "--epochs",
+            "3",
+            "--rows",
+            "6000",
+            "--kill-worker-at",
+            "4",
+            "--max-restarts",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert "more than max_worker_restarts=0" in proc.stderr
+    assert "Every committed checkpoint is in the store" in proc.stderr
+    store = LocalStore(str(tmp_path / "s"))
+    states = [
+        store.read_json(store.get_run_state_path(m))
+        for m in store.listdir(store.get_runs_path())
+        if not m.startswith("_")
+    ]
+    assert states and any(s["hops"] > 0 for s in states)
+    for state in states:  # every state names a checkpoint that is there and complete
+        assert store.exists(state["checkpoint"])
