@@ -159,6 +159,15 @@ class Uniform(Distribution):
         return f"{self._func}({self.min!r}, {self.max!r})"
 
 
+def _check_log_bounds(func: str, minimum: float) -> None:
+    """Log scales need positive bounds; say that the bounds are values, not exponents."""
+    if minimum <= 0:
+        raise CerebroValueError(
+            f"{func}: min must be > 0 (the bounds are the values themselves, not "
+            f"exponents), got min={minimum!r}"
+        )
+
+
 @dataclass(frozen=True, repr=False)
 class LogUniform(Uniform):
     """A float whose logarithm is uniform; the bounds are values (see :func:`hp_loguniform`)."""
@@ -167,11 +176,7 @@ class LogUniform(Uniform):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.min <= 0:
-            raise CerebroValueError(
-                f"{self._func}: min must be > 0 (the bounds are the values themselves, not "
-                f"exponents), got min={self.min!r}"
-            )
+        _check_log_bounds(self._func, self.min)
 
     def sample(self, rng: random.Random) -> float:
         value = math.exp(rng.uniform(math.log(self.min), math.log(self.max)))
@@ -258,11 +263,7 @@ class QLogUniform(QUniform):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.min <= 0:
-            raise CerebroValueError(
-                f"{self._func}: min must be > 0 (the bounds are the values themselves, not "
-                f"exponents), got min={self.min!r}"
-            )
+        _check_log_bounds(self._func, self.min)
 
     def sample(self, rng: random.Random) -> int | float:
         value = math.exp(rng.uniform(math.log(self.min), math.log(self.max)))

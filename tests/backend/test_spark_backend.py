@@ -137,21 +137,21 @@ def test_num_workers_is_validated(spark, bad):
         SparkBackend(spark.sparkContext, num_workers=bad)
 
 
-def _run_script(tmp_path, *args, timeout=400):
+def _script_cmd(tmp_path, *args):
+    """The command line and environment of e2e_script.py with its store under ``tmp_path``."""
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "e2e_script.py"),
-            "--store",
-            str(tmp_path / "s"),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    cmd = [sys.executable, os.path.join(HERE, "e2e_script.py"), "--store", str(tmp_path / "s")]
+    return [*cmd, *args], env
+
+
+def _script(tmp_path, *args, timeout=400):
+    """Run e2e_script.py to the end; return the finished process."""
+    cmd, env = _script_cmd(tmp_path, *args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _run_script(tmp_path, *args, timeout=400):
+    proc = _script(tmp_path, *args, timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(lines[-1][len("RESULT ") :])
@@ -224,11 +224,8 @@ def test_workers_killed_twice_on_a_local_cluster(tmp_path):
 
 
 def _start_script(tmp_path, *args):
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    cmd = [sys.executable, os.path.join(HERE, "e2e_script.py"), "--store", str(tmp_path / "s")]
-    return subprocess.Popen(
-        [*cmd, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
+    cmd, env = _script_cmd(tmp_path, *args)
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
 
 def _committed_hops(store) -> int:
@@ -267,23 +264,7 @@ def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
 
     # The same search without resume is refused, the store untouched.
     before = sorted(os.listdir(tmp_path / "s" / "runs"))
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    refused = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "e2e_script.py"),
-            "--store",
-            str(tmp_path / "s"),
-            "--epochs",
-            str(epochs),
-            "--rows",
-            "6000",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    refused = _script(tmp_path, "--epochs", str(epochs), "--rows", "6000", timeout=300)
     assert refused.returncode != 0 and "resume=True" in refused.stderr
     assert sorted(os.listdir(tmp_path / "s" / "runs")) == before
 
@@ -309,26 +290,8 @@ def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
 def test_too_many_worker_losses_fail_clearly_and_keep_checkpoints(tmp_path):
     from cerebro.storage import LocalStore
 
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "e2e_script.py"),
-            "--store",
-            str(tmp_path / "s"),
-            "--epochs",
-            "3",
-            "--rows",
-            "6000",
-            "--kill-worker-at",
-            "4",
-            "--max-restarts",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        env=env,
+    proc = _script(
+        tmp_path, "--epochs", "3", "--rows", "6000", "--kill-worker-at", "4", "--max-restarts", "0"
     )
     assert proc.returncode != 0
     assert "more than max_worker_restarts=0" in proc.stderr
