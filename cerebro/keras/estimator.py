@@ -139,7 +139,7 @@ class SparkEstimator:
         self,
         feature_columns: Sequence[str],
         label_columns: Sequence[str],
-        column_shapes: Mapping[str, Sequence[int]],
+        column_shapes: Mapping[str, Sequence[int]] | None,
     ) -> None:
         """Check the settings against the prepared data; called before any Spark job starts.
 
@@ -147,8 +147,9 @@ class SparkEstimator:
             feature_columns: the columns the model reads.
             label_columns: the columns the model predicts, one per output.
             column_shapes: per-sample shape of each column from the data's metadata (``[]``
-                for a scalar, ``[n]`` for an array or vector). With a ``transformation_fn`` the
-                shapes are checked on the workers instead, after the transformation.
+                for a scalar, ``[n]`` for an array or vector); None before the data is
+                prepared. With a ``transformation_fn`` (or None) the shapes are checked on the
+                workers instead, after the transformation.
 
         Raises:
             CerebroTypeError: an argument has the wrong type (e.g. model is not a keras.Model).
@@ -209,7 +210,11 @@ class SparkEstimator:
         _check_metric_names(self.metrics, keras, self.custom_objects or {})
         _check_per_output("loss_weights", self.loss_weights, output_names, numbers=True)
 
-        shapes = None if self.transformation_fn is not None else dict(column_shapes)
+        shapes = (
+            None
+            if self.transformation_fn is not None or column_shapes is None
+            else dict(column_shapes)
+        )
         if shapes is not None:
             for col, shape in shapes.items():
                 if not isinstance(shape, (list, tuple)) or not all(

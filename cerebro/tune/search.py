@@ -106,7 +106,18 @@ class _SearchJob:
         model_id = self._model_id(len(self.trials))
         self.trials[model_id] = trial_id
         self.save()
-        estimator = self.search.make_estimator(params)
+        try:
+            estimator = self.search.make_estimator(params)
+        except CerebroError as e:
+            if not self.results and not self.pending and len(self.trials) == 1:
+                raise  # the first configuration: fail fast, nothing has run yet
+            logger.warning("model %s cannot be built, marked failed: %s", model_id, e)
+            self.results[model_id] = TrainedModel(
+                model_id, dict(params), "failed", error=f"{type(e).__name__}: {e}"
+            )
+            self.suggester.report(trial_id, None)
+            self.save()
+            return self._next_request()
         return ModelRequest(model_id, estimator, dict(params), self.search.num_epochs)
 
     def next_models(self, num_running: int) -> list[ModelRequest]:
@@ -200,8 +211,10 @@ class ModelSelection:
         mode: ``"min"`` or ``"max"``; needed only for metrics whose direction is not known.
         validation: fraction of rows (0, 1) or a boolean column naming validation rows.
         feature_columns, label_columns: the DataFrame columns to train on.
-        seed: makes configurations, the data split and the schedule reproducible.
-        verbose: 0 silent, 1 progress bar and a summary.
+        seed: makes the configurations reproducible (the data split has its own seed in
+            ``prepare_data``, the schedule the backend's ``seed``).
+        verbose: 0 silent, 1 a summary of the result in the log (the progress bar is the
+            backend's ``verbose``).
         stopper: an early-stopping policy (default: none).
         experiment_name: names the search in the store and its models
             (``<experiment_name>-000``...); default ``exp-<hash of the configuration>``, so
@@ -259,7 +272,7 @@ class ModelSelection:
         if experiment_name is not None:
             from cerebro.storage._base import validate_model_id
 
-            validate_model_id(experiment_name)
+            validate_model_id(experiment_name, "experiment_name")
         if resume and overwrite:
             raise CerebroValueError("resume and overwrite exclude each other, got both True")
         self.backend = backend
@@ -275,6 +288,7 @@ class ModelSelection:
         self.seed = seed
         self.verbose = verbose
         self.stopper = stopper if stopper is not None else NoStopping()
+        self._column_shapes: dict[str, Any] | None = None
         self._experiment_name = experiment_name
         self.resume = resume
         self.overwrite = overwrite
@@ -333,6 +347,17 @@ class ModelSelection:
         estimator.validate(self.feature_columns, self.label_columns, self._column_shapes)
         return estimator
 
+    def _preflight(self) -> tuple[Any, str, str]:
+        """Build the first model and resolve the metric: user errors surface before any Spark
+        job. Returns the first estimator, the history key ranking models and its direction."""
+        from cerebro.tune.metrics import resolve_metric
+
+        probe = _SearchJob(self, self._make_suggester("min"), None, record=False).take_first()
+        key, mode = resolve_metric(
+            self.evaluation_metric, self.mode, _compiled_metric_names(probe.estimator)
+        )
+        return probe.estimator, key, mode
+
     def fit(self, df: Any) -> ModelSelectionResult:
         """Prepare ``df`` in the store (skipped when already there) and run the search."""
         if self.feature_columns is None or self.label_columns is None:
@@ -340,6 +365,7 @@ class ModelSelection:
                 "feature_columns and label_columns are needed to prepare a DataFrame, got "
                 f"feature_columns={self.feature_columns!r}, label_columns={self.label_columns!r}"
             )
+        self._preflight()  # column shapes are checked once the data is prepared
         self.backend.prepare_data(
             self.store,
             df,
@@ -352,7 +378,6 @@ class ModelSelection:
     def fit_on_prepared_data(self) -> ModelSelectionResult:
         """Run the search on data already prepared in the store."""
         from cerebro.storage.dataset import load_metadata
-        from cerebro.tune.metrics import resolve_metric
 
         meta = load_metadata(self.store)
         self.feature_columns = self.feature_columns or list(meta.feature_columns)
@@ -360,11 +385,7 @@ class ModelSelection:
         self._column_shapes = meta.column_shapes()
         has_validation = meta.split_rows("val") > 0
 
-        # Build the first model and resolve the metric before any Spark job starts.
-        probe = _SearchJob(self, self._make_suggester("min"), None, record=False).take_first()
-        key, mode = resolve_metric(
-            self.evaluation_metric, self.mode, _compiled_metric_names(probe.estimator)
-        )
+        probe_estimator, key, mode = self._preflight()
         if not has_validation:
             key = "train_" + key.removeprefix("val_")
         self.metric_key, self.resolved_mode = key, mode
@@ -395,7 +416,7 @@ class ModelSelection:
             feature_columns=self.feature_columns,
             label_columns=self.label_columns,
             experiment_name=self.experiment_name,
-            custom_objects=probe.estimator.custom_objects,
+            custom_objects=probe_estimator.custom_objects,
         )
         if self.verbose and result.models:
             best = result.models[result.best_model_id]
@@ -445,6 +466,10 @@ class ModelSelection:
 
 class GridSearch(ModelSelection):
     """Train every combination of the ``hp_choice`` values in ``search_space``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._make_suggester("min")  # a grid needs hp_choice everywhere: refuse others now
 
     def _make_suggester(self, direction: str) -> Any:
         from cerebro.tune.suggesters import GridSuggester
