@@ -139,6 +139,17 @@ def match_columns(
         ColumnError: a column has no shape in ``column_shapes``.
     """
     features, labels = list(feature_columns), list(label_columns)
+    if column_shapes is not None:  # a misspelt column first: it also breaks the matching below
+        for columns, kind in ((features, "feature"), (labels, "label")):
+            missing = [c for c in columns if c not in column_shapes]
+            if missing:
+                from cerebro.storage.dataset import suggest_column
+
+                hints = "".join(suggest_column(c, column_shapes) for c in missing)
+                raise ColumnError(
+                    f"{kind} column(s) {missing} are not in the data{hints}, which has columns "
+                    f"{sorted(column_shapes)}"
+                )
     io = model_io(model)
     if io is None:
         if len(features) != 1 or len(labels) != 1:
@@ -161,13 +172,6 @@ def match_columns(
     outputs = _match("output", list(io.output_shapes), labels, "label")
 
     if column_shapes is not None:
-        for names, kind in ((inputs, "feature"), (outputs, "label")):
-            missing = [c for c in names.values() if c not in column_shapes]
-            if missing:
-                raise ColumnError(
-                    f"{kind} column(s) {missing} are not in the data, which has columns "
-                    f"{sorted(column_shapes)}"
-                )
         for name, col in inputs.items():
             shape = tuple(int(d) for d in column_shapes[col])
             _check_input_shape(name, col, io.input_shapes[name], shape)

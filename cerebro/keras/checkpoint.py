@@ -55,6 +55,18 @@ def _check_archive(path: str, url: str) -> None:
         raise StoreError(f"checkpoint {url} is not a .keras archive (corrupt or truncated)")
 
 
+def _check_stored_archive(store: Store, url: str) -> None:
+    """Raise :class:`StoreError` unless file ``url`` is a zip archive, as ``.keras`` files are.
+
+    Reads only the archive's end record, so a truncated or foreign file is refused at once
+    without downloading the whole checkpoint.
+    """
+    checkpoint_token(store, url)  # a clear error when the file is missing
+    with store.filesystem.open_input_file(store.to_fs_path(url)) as f:
+        if not zipfile.is_zipfile(f):
+            raise StoreError(f"checkpoint {url} is not a .keras archive (corrupt or truncated)")
+
+
 def create_initial_checkpoint(
     estimator: SparkEstimator, store: Store, model_id: str, url: str | None = None
 ) -> str:
@@ -143,7 +155,7 @@ def load_checkpoint(
             model = keras.saving.load_model(
                 path, custom_objects=custom_objects, compile=True, safe_mode=True
             )
-        except zipfile.BadZipFile as e:
+        except (zipfile.BadZipFile, KeyError) as e:  # KeyError: a zip without Keras' members
             raise StoreError(f"checkpoint {url} is not a valid .keras archive: {e}") from e
         except (ValueError, TypeError) as e:
             raise StoreError(

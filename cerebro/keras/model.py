@@ -42,7 +42,7 @@ from pyspark.ml.util import MLReadable, MLReader, MLWritable, MLWriter
 from cerebro.backend.spark.prepare import _column_kind, _ref
 from cerebro.exceptions import CerebroTypeError, CerebroValueError, ColumnError, StoreError
 from cerebro.keras._columns import Shape, _check_input_shape, match_columns
-from cerebro.keras.checkpoint import _check_archive, checkpoint_token
+from cerebro.keras.checkpoint import _check_archive, _check_stored_archive, checkpoint_token
 from cerebro.keras.estimator import _column_list
 from cerebro.storage._base import Store
 from cerebro.storage.dataset import check_column_names
@@ -296,7 +296,7 @@ def _model_from_bytes(
                 compile=compile,
                 safe_mode=safe_mode,
             )
-        except zipfile.BadZipFile as e:
+        except (zipfile.BadZipFile, KeyError) as e:  # KeyError: a zip without Keras' members
             raise StoreError(f"{source} is not a valid .keras archive: {e}") from e
         except (ValueError, TypeError) as e:
             if "safe_mode" in str(e):
@@ -539,7 +539,8 @@ class SparkModel(Transformer, MLReadable["SparkModel"], MLWritable):
         """A SparkModel of a ``.keras`` checkpoint in ``store``; the file is read on first use.
 
         Raises:
-            StoreError: there is no file at ``checkpoint_url``.
+            StoreError: there is no file at ``checkpoint_url``, or it is not a ``.keras``
+                (zip) archive (corrupt or truncated).
             CerebroTypeError, CerebroValueError: a bad argument (see :class:`SparkModel`).
         """
         if not isinstance(store, Store):
@@ -557,7 +558,7 @@ class SparkModel(Transformer, MLReadable["SparkModel"], MLWritable):
             model_id=model_id,
             safe_mode=safe_mode,
         )
-        checkpoint_token(store, checkpoint_url)  # StoreError now if the file is missing
+        _check_stored_archive(store, checkpoint_url)  # StoreError now if missing or not a zip
         self._source = (store, checkpoint_url)
         return self
 

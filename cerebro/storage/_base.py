@@ -43,15 +43,16 @@ _MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 TMP_MARKER = ".cerebro-tmp-"
 
 
-def validate_model_id(model_id: str) -> str:
+def validate_model_id(model_id: str, arg_name: str = "model_id") -> str:
     """Return ``model_id`` if it is safe to use as one path component, else raise.
 
     A model id may hold letters, digits, ``_``, ``.`` and ``-``, must start with a letter or
     digit and be at most 128 characters, so it can never make a path leave the store prefix.
+    ``arg_name`` names the argument in the error (e.g. ``experiment_name``).
     """
     if not isinstance(model_id, str) or not _MODEL_ID_RE.match(model_id):
         raise CerebroValueError(
-            "model_id must be 1-128 characters of letters, digits, '_', '.' or '-' starting "
+            f"{arg_name} must be 1-128 characters of letters, digits, '_', '.' or '-' starting "
             f"with a letter or digit, got {model_id!r}"
         )
     return model_id

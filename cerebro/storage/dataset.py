@@ -702,6 +702,8 @@ def _infer_metadata(store: Store) -> tuple[DatasetMetadata, dict[str, str]]:
     """Metadata of Parquet data without a Cerebro metadata file, and unreadable columns."""
     train_url = store.get_train_data_path()
     if not store.is_dir(train_url):
+        if store.exists(store.prefix_path) and not store.is_dir(store.prefix_path):
+            raise StoreError(f"prefix_path must be a folder, but {store.prefix_path} is a file")
         raise StoreError(
             f"the store holds no prepared data: {train_url} does not exist; prepare it with "
             "backend.prepare_data(store, df, ...)"

@@ -1,10 +1,18 @@
-"""LocalStore: a store on the local filesystem (or a shared mount such as NFS)."""
+"""LocalStore: a store on the local filesystem (or a shared mount such as NFS).
+
+Nothing a LocalStore writes is world-writable, whatever the process umask: files and the
+folders it creates lose the others-write bit before they appear under their final name (other
+users could otherwise replace a checkpoint that workers then load). Group bits follow the umask,
+so a team sharing a folder through its group keeps working.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
+import stat
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -12,6 +20,30 @@ import pyarrow.fs as pafs
 
 from cerebro.exceptions import CerebroValueError
 from cerebro.storage._base import Store
+
+logger = logging.getLogger(__name__)
+
+
+def _drop_world_write(path: str) -> None:
+    """Clear the others-write bit of ``path``, a file or folder this store just created."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        if mode & stat.S_IWOTH:
+            os.chmod(path, mode & ~stat.S_IWOTH)
+    except OSError:  # a filesystem without Unix permissions: nothing to clear
+        logger.debug("could not clear the world-write bit of %s", path, exc_info=True)
+
+
+def _missing_dirs(path: str) -> list[str]:
+    """``path`` and its ancestors that do not exist yet (deepest first)."""
+    missing = []
+    while path and not os.path.lexists(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
 
 
 class LocalStore(Store):
@@ -52,15 +84,26 @@ class LocalStore(Store):
         """The local filesystem path of ``url``."""
         return self.to_fs_path(url)
 
+    def _replace(self, tmp_path: str, fs_path: str) -> None:
+        _drop_world_write(tmp_path)
+        super()._replace(tmp_path, fs_path)
+
+    def makedirs(self, url: str) -> None:
+        new = _missing_dirs(self.to_fs_path(url))
+        super().makedirs(url)
+        for path in new:
+            _drop_world_write(path)
+
     @contextlib.contextmanager
     def local_write(self, url: str) -> Iterator[str]:
         # Write beside the target and rename: no copy for local stores. The temporary name ends
         # with the target's extension because some writers (Keras: ".keras") choose the format
         # from it.
         tmp = self.to_fs_path(self.temp_sibling(url)) + posixpath.splitext(url)[1]
-        os.makedirs(os.path.dirname(tmp), exist_ok=True)
+        self.makedirs(url.rsplit("/", 1)[0])
         try:
             yield tmp
+            _drop_world_write(tmp)
             os.replace(tmp, self.to_fs_path(url))
         finally:
             if os.path.exists(tmp):

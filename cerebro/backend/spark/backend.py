@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from multiprocessing.connection import wait
 from typing import Any
 
@@ -85,6 +86,16 @@ class SparkBackend(Backend):
             _check_positive_int("worker_threads", worker_threads)
         if not isinstance(start_timeout, int | float) or start_timeout <= 0:
             raise CerebroValueError(f"start_timeout must be a number > 0, got {start_timeout!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise CerebroTypeError(f"seed must be an int, got {seed!r}")
+        if spark_context is not None:
+            from pyspark import SparkContext
+
+            if not isinstance(spark_context, SparkContext):
+                raise CerebroTypeError(
+                    "spark_context must be a pyspark.SparkContext (e.g. spark.sparkContext) or "
+                    f"None, got {type(spark_context).__module__}.{type(spark_context).__name__}"
+                )
         self.spark_context = (
             spark_context if spark_context is not None else _default_spark_context()
         )
@@ -227,7 +238,9 @@ def _drive(hopper: Any, scheduler: Any, pool: _WorkerPool, max_restarts: int) ->
     while True:
         try:
             if not pool.conns:
-                pool.start()
+                # The driver builds the first models and their checkpoints while the workers
+                # start (import TensorFlow, load their shards): neither waits for the other.
+                pool.start(while_starting=hopper.admit)
                 hopper.worker_stats = {w: dict(v) for w, v in pool.workers.items()}
             _serve(hopper, scheduler, pool)
             return
@@ -300,8 +313,11 @@ class _WorkerPool:
         #: How often the workers were restarted after a loss in this run.
         self.restarts = 0
 
-    def start(self) -> None:
-        """Launch the barrier job and wait until every worker has loaded its data."""
+    def start(self, while_starting: Callable[[], Any] | None = None) -> None:
+        """Launch the barrier job and wait until every worker has loaded its data.
+
+        ``while_starting`` runs on the driver after the launch, before the wait.
+        """
         if self._chan is None:
             self._chan = channel.DriverChannel(self.backend._host())
         config = WorkerConfig(
@@ -318,6 +334,8 @@ class _WorkerPool:
         self._job_error = None
         self._thread = _job_thread(self, config)
         self._thread.start()
+        if while_starting is not None:
+            while_starting()
         self._await_workers()
 
     def _await_workers(self) -> None:

@@ -265,7 +265,10 @@ def _validate(
     if not isinstance(store, Store):
         raise CerebroTypeError(f"store must be a cerebro.storage.Store, got {store!r}")
     if not isinstance(df, DataFrame):
-        raise CerebroTypeError(f"df must be a pyspark.sql.DataFrame, got {type(df).__name__}")
+        hint = "; convert it with spark.createDataFrame(df)" if _is_pandas(df) else ""
+        raise CerebroTypeError(
+            f"df must be a pyspark.sql.DataFrame, got {type(df).__name__}{hint}"
+        )
     _check_int("num_workers", num_workers, minimum=1)
     _check_int("seed", seed, minimum=-(1 << 63))
     if seed >= 1 << 63:
@@ -346,6 +349,10 @@ def _validate(
         seed=seed,
         rows_per_row_group=rows_per_row_group,
     )
+
+
+def _is_pandas(df: Any) -> bool:
+    return type(df).__module__.split(".")[0] == "pandas"
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
