@@ -273,6 +273,9 @@ class ModelSelection:
             from cerebro.storage._base import validate_model_id
 
             validate_model_id(experiment_name, "experiment_name")
+        for name, flag in (("resume", resume), ("overwrite", overwrite)):
+            if not isinstance(flag, bool):
+                raise CerebroTypeError(f"{name} must be True or False, got {flag!r}")
         if resume and overwrite:
             raise CerebroValueError("resume and overwrite exclude each other, got both True")
         self.backend = backend
