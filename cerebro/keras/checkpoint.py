@@ -136,9 +136,12 @@ def checkpoint_token(store: Store, url: str) -> tuple[int, int | None]:
 
 
 def load_checkpoint(
-    store: Store, url: str, custom_objects: dict[str, Any] | None = None
+    store: Store, url: str, custom_objects: dict[str, Any] | None = None, safe_mode: bool = True
 ) -> keras.Model:
-    """Build a compiled model from the checkpoint at ``url`` (safe mode: no lambdas).
+    """Build a compiled model from the checkpoint at ``url``.
+
+    Keras' safe mode (no deserialised lambdas: loading a file runs no code from it) is on
+    unless ``safe_mode=False``, for models with ``Lambda`` layers from a trusted source.
 
     Raises:
         StoreError: the file is missing or corrupt, Keras cannot rebuild the model from it
@@ -153,7 +156,7 @@ def load_checkpoint(
         _check_archive(path, url)
         try:
             model = keras.saving.load_model(
-                path, custom_objects=custom_objects, compile=True, safe_mode=True
+                path, custom_objects=custom_objects, compile=True, safe_mode=safe_mode
             )
         except (zipfile.BadZipFile, KeyError) as e:  # KeyError: a zip without Keras' members
             raise StoreError(f"checkpoint {url} is not a valid .keras archive: {e}") from e

@@ -41,6 +41,7 @@ class WorkerSpec:
         transformation_fn: ``dict of arrays -> dict of arrays`` applied once to each shard.
         transform_key: a digest of the pickled ``transformation_fn``; workers key their cache of
             transformed shards by it, so models that share a function share the result.
+        safe_mode: load checkpoints with Keras' safe mode (see :class:`SparkEstimator`).
     """
 
     batch_size: int
@@ -48,6 +49,7 @@ class WorkerSpec:
     callbacks: tuple[Any, ...] = ()
     transformation_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     transform_key: str | None = None
+    safe_mode: bool = True
 
 
 class SparkEstimator:
@@ -68,6 +70,9 @@ class SparkEstimator:
         transformation_fn: optional ``dict of numpy arrays -> dict of numpy arrays`` applied once
             to each worker's shard after loading. It may change values, shapes and dtypes and add
             columns, but must return every feature and label column.
+        safe_mode: workers load checkpoints with Keras' safe mode, which refuses to deserialise
+            code (``Lambda`` layers). Pass False only for models with such layers whose store
+            you trust.
     """
 
     _PARAM_NAMES = (
@@ -80,6 +85,7 @@ class SparkEstimator:
         "custom_objects",
         "callbacks",
         "transformation_fn",
+        "safe_mode",
     )
 
     def __init__(
@@ -94,6 +100,7 @@ class SparkEstimator:
         custom_objects: dict[str, Any] | None = None,
         callbacks: list[Any] | None = None,
         transformation_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        safe_mode: bool = True,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
@@ -104,6 +111,7 @@ class SparkEstimator:
         self.custom_objects = custom_objects
         self.callbacks = callbacks
         self.transformation_fn = transformation_fn
+        self.safe_mode = safe_mode
 
     # ------------------------------------------------------------------ sklearn contract
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -197,6 +205,8 @@ class SparkEstimator:
                 raise CerebroTypeError(
                     f"callbacks must be keras.callbacks.Callback instances, got {bad!r}"
                 )
+        if not isinstance(self.safe_mode, bool):
+            raise CerebroTypeError(f"safe_mode must be True or False, got {self.safe_mode!r}")
         if self.transformation_fn is not None and not callable(self.transformation_fn):
             raise CerebroTypeError(
                 "transformation_fn must be a callable (dict of arrays -> dict of arrays) or "
@@ -253,6 +263,7 @@ class SparkEstimator:
             callbacks=tuple(self.callbacks or ()),
             transformation_fn=self.transformation_fn,
             transform_key=key,
+            safe_mode=bool(self.safe_mode),
         )
 
     def compile_kwargs(self) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class ModelSelectionResult:
         label_columns: list[str],
         experiment_name: str,
         custom_objects: dict[str, Any] | None = None,
+        safe_mode: bool = True,
     ) -> None:
         self.models = {m.model_id: m for m in models}
         self.metric_key = metric_key
@@ -65,6 +66,7 @@ class ModelSelectionResult:
         self.label_columns = list(label_columns)
         self.experiment_name = experiment_name
         self.custom_objects = custom_objects
+        self.safe_mode = safe_mode
 
     def _ranked(self) -> list[TrainedModel]:
         sign = 1.0 if self.mode == "min" else -1.0
@@ -99,6 +101,7 @@ class ModelSelectionResult:
             feature_columns=self.feature_columns,
             label_columns=self.label_columns,
             custom_objects=self.custom_objects,
+            safe_mode=self.safe_mode,
             model_id=model_id,
         )
 

@@ -420,6 +420,7 @@ class ModelSelection:
             label_columns=self.label_columns,
             experiment_name=self.experiment_name,
             custom_objects=probe_estimator.custom_objects,
+            safe_mode=probe_estimator.safe_mode,
         )
         if self.verbose and result.models:
             best = result.models[result.best_model_id]
