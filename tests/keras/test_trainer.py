@@ -398,3 +398,101 @@ def test_configure_threads_before_and_after_tensorflow_starts():
     assert "threads 3 2" in out.stdout
     assert "again True other False" in out.stdout
     assert "cannot set TensorFlow threads" in out.stderr
+
+
+# ---------------------------------------------------------------------- first hop on a worker
+def _count_train_step_traces(model):
+    calls = []
+    step = model.train_step
+
+    def counting(data):
+        calls.append(1)  # runs once per trace of the train function, never per batch
+        return step(data)
+
+    model.train_step = counting
+    return calls
+
+
+@pytest.mark.parametrize("prebuild", [True, False])
+def test_a_loaded_model_is_traced_once_when_its_compiled_state_is_built_first(
+    local_store, data, prebuild
+):
+    """Keras creates the compiled metrics' variables inside the first trace of the train step,
+    and tf.function then traces it again; the trainer builds them first (the control,
+    prebuild=False, shows the second trace)."""
+    from cerebro.keras.trainer import _build_compiled_state
+
+    est = make_estimator()
+    url = create_initial_checkpoint(est, local_store, "m")
+    train, _ = partitions(data, 2)[0]
+    x, y = train["features"].astype("float32"), train["label"].astype("float32")
+    model = load_checkpoint(local_store, url)
+    before = len(model.metrics_variables)
+    if prebuild:
+        _build_compiled_state(model, x, y)
+        assert len(model.metrics_variables) > before
+        assert all(float(np.sum(np.asarray(v))) == 0.0 for v in model.metrics_variables)
+    traces = _count_train_step_traces(model)
+    model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
+    assert len(traces) == (1 if prebuild else 2)
+
+
+def test_the_trainer_builds_the_compiled_state_of_multi_output_models(local_store):
+    from cerebro.keras.trainer import _build_compiled_state
+
+    ia, ib = keras.Input((3,), name="a"), keras.Input((1,), name="b")
+    h = keras.layers.Dense(4, activation="relu")(keras.layers.Concatenate()([ia, ib]))
+    model = keras.Model(
+        [ia, ib], [keras.layers.Dense(1, name="p")(h), keras.layers.Dense(2, name="k")(h)]
+    )
+    est = SparkEstimator(
+        model,
+        keras.optimizers.Adam(1e-2),
+        {"p": "mse", "k": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        metrics={"p": ["mae"], "k": ["accuracy"]},
+        batch_size=16,
+    )
+    url = create_initial_checkpoint(est, local_store, "mm")
+    loaded = load_checkpoint(local_store, url)
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(40, 3)).astype("float32"), "b": rng.normal(size=(40, 1))}
+    y = {"p": rng.normal(size=(40, 1)).astype("float32"), "k": rng.integers(0, 2, size=40)}
+    x["b"] = x["b"].astype("float32")
+    before = len(loaded.metrics_variables)
+    _build_compiled_state(loaded, x, y)
+    assert len(loaded.metrics_variables) > before
+    traces = _count_train_step_traces(loaded)
+    loaded.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    assert len(traces) == 1
+
+
+def test_a_hop_trains_exactly_as_keras_fit_on_the_shuffled_numpy_arrays(local_store, data):
+    """The trainer feeds Keras a tf.data pipeline instead of numpy arrays (cheaper per call);
+    the batches, their dtypes (float64 data cast to floatx) and so the result are the same."""
+    est = make_estimator(batch_size=48)
+    url = create_initial_checkpoint(est, local_store, "m")
+    train, val = partitions(data, 2)[1]
+    tr = KerasTrainer(local_store, train, val, FEATURES, LABELS)
+    out = ckpt(local_store, "m", 1)
+    result = tr.train("m", est.worker_spec(), url, out, 2, 1, 11)
+
+    model = load_checkpoint(local_store, url)
+    perm = np.random.default_rng(shuffle_seed(11, "m", 2, 1)).permutation(len(train["label"]))
+    history = model.fit(
+        train["features"][perm],
+        train["label"][perm].reshape(-1, 1),  # as the trainer shapes it for a (1,) output
+        batch_size=48,
+        epochs=3,
+        initial_epoch=2,
+        shuffle=False,
+        verbose=0,
+    )
+    trained = keras.saving.load_model(local_store.local_path(out))
+    for a, b in zip(all_variables(trained), all_variables(model)):
+        np.testing.assert_array_equal(a, b)
+    assert result["metrics"] == {k: float(v[-1]) for k, v in history.history.items()}
+    evaluated = tr.evaluate("m", est.worker_spec(), out, 1)
+    expected = model.evaluate(
+        val["features"], val["label"].reshape(-1, 1), batch_size=48, verbose=0, return_dict=True
+    )
+    assert evaluated["metrics"] == {k: float(v) for k, v in expected.items()}
