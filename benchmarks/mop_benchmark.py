@@ -32,6 +32,7 @@ import datetime
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -332,10 +333,20 @@ def run_ideal(store_url: str, epochs: int, threads: int, workers: int, concurren
     return out
 
 
-def _run_child(cmd: list[str], marker: str, env: dict | None = None) -> dict:
+def _run_child(
+    cmd: list[str], marker: str, env: dict | None = None, timeout: float | None = None
+) -> dict:
     pipe = subprocess.PIPE
-    proc = subprocess.Popen(cmd, stdout=pipe, stderr=pipe, text=True, env=env)
-    return _child_result(cmd, proc, *proc.communicate(), marker)
+    # Its own process group, so that a timeout ends it and the Spark processes it started.
+    proc = subprocess.Popen(
+        cmd, stdout=pipe, stderr=pipe, text=True, env=env, start_new_session=True
+    )
+    try:
+        return _child_result(cmd, proc, *proc.communicate(timeout=timeout), marker)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise RuntimeError(f"did not finish within {timeout:.0f} s (stopped)") from None
 
 
 def _child_result(cmd: list[str], proc: Any, stdout: str, stderr: str, marker: str) -> dict:
@@ -362,7 +373,9 @@ def run_original(python: str, store_dir: str, args: argparse.Namespace) -> dict:
         "num_features": NUM_FEATURES,
     }
     env = dict(os.environ, PYSPARK_PYTHON=python)
-    return _run_child([python, script, json.dumps(cfg)], "ORIGINAL ", env)
+    return _run_child(
+        [python, script, json.dumps(cfg)], "ORIGINAL ", env, timeout=args.original_timeout
+    )
 
 
 # ---------------------------------------------------------------------- report
@@ -518,6 +531,9 @@ def main() -> None:
     parser.add_argument("--data", choices=["synthetic", "flights"], default="synthetic")
     parser.add_argument("--store", default=None, help="store folder (default: a temp folder)")
     parser.add_argument("--compare-original", metavar="PYTHON", default=None)
+    parser.add_argument(
+        "--original-timeout", type=float, default=1800.0, help="seconds (default 1800)"
+    )
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--ideal-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -588,16 +604,32 @@ def main() -> None:
             )
     finally:
         spark.stop()
-    original = None
+    name = "mop_benchmark_quick" if args.quick else "mop_benchmark"
+    report = _report(args, machine, meta, num_features, threads, prepare_s, runs, None)
+    _save(report, args.out, name)  # the MOP figures are kept even if the comparison fails
     if args.compare_original:
         try:
             original = run_original(args.compare_original, tempfile.mkdtemp(), args)
         except Exception as e:  # reported, not fatal: the main figures stand alone
             original = {"error": str(e)[-2000:]}
+        report = _report(args, machine, meta, num_features, threads, prepare_s, runs, original)
+        _save(report, args.out, name)
+    print(markdown(report))
 
+
+def _report(
+    args: argparse.Namespace,
+    machine: dict,
+    meta: Any,
+    num_features: int,
+    threads: int,
+    prepare_s: float,
+    runs: list[dict],
+    original: dict | None,
+) -> dict:
     effs = [r["efficiency"] for r in runs]
-    machine["loadavg_end"] = list(os.getloadavg())
-    report = {
+    machine = dict(machine, loadavg_end=list(os.getloadavg()))
+    return {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": machine,
         "versions": versions(),
@@ -628,11 +660,11 @@ def main() -> None:
         },
         "original": original,
     }
-    name = "mop_benchmark_quick" if args.quick else "mop_benchmark"
-    text = markdown(report)
-    write_atomic(os.path.join(args.out, name + ".json"), json.dumps(report, indent=1))
-    write_atomic(os.path.join(args.out, name + ".md"), text)
-    print(text)
+
+
+def _save(report: dict, out: str, name: str) -> None:
+    write_atomic(os.path.join(out, name + ".json"), json.dumps(report, indent=1))
+    write_atomic(os.path.join(out, name + ".md"), markdown(report))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main() -> None:
     cfg = json.loads(sys.argv[1])
+    if cfg.get("data", "synthetic") != "synthetic":
+        raise SystemExit("the comparison runs on the synthetic data only")
     from mop_benchmark import SPACE, build_model, synthetic_dataframe
     from pyspark.sql import SparkSession
 
