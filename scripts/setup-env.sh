@@ -11,6 +11,6 @@ stamp=.venv/.cerebro-installed
 want=$(cat setup.py constraints.txt | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,examples]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[test,examples,benchmarks]"
   echo "$want" > "$stamp"
 fi

@@ -419,6 +419,13 @@ CASES = [
         "builtins.str",
     ),
     Case(
+        "SparkBackend(data_cache)",
+        'an unknown cache, data_cache="ram"',
+        lambda ctx: lambda: SparkBackend(ctx.spark.sparkContext, data_cache="ram"),
+        CerebroValueError,
+        "data_cache must be one of ('auto', 'memory', 'disk'), got 'ram'",
+    ),
+    Case(
         "search.fit_on_prepared_data()",
         "num_workers=64 on a cluster with 2 task slots",
         _small_cluster_search,
@@ -711,6 +718,13 @@ CASES = [
         lambda ctx: ctx.search(gen=gen_with(batch_size=0)).fit_on_prepared_data,
         CerebroValueError,
         "batch_size must be an int >= 1, got 0",
+    ),
+    Case(
+        "SparkEstimator(steps_per_execution)",
+        "steps_per_execution=0",
+        lambda ctx: ctx.search(gen=gen_with(steps_per_execution=0)).fit_on_prepared_data,
+        CerebroValueError,
+        "steps_per_execution must be an int >= 1 or None, got 0",
     ),
     Case(
         "GridSearch(evaluation_metric)",

@@ -5,10 +5,15 @@ state: it keeps each model's JSON state and checkpoint chain in the store, aggre
 over partitions, writes TensorBoard scalars, and tells the search (a
 :class:`~cerebro.backend._base.TrainingJob`) after every epoch. A backend only moves its messages.
 
-Checkpoint chain: every training hop reads ``ckpt-<n>.keras`` and writes ``ckpt-<n+1>.keras``;
-the hop is committed when ``state.json`` (written atomically) names the new file, and only then
-is the old one deleted. A crash at any moment leaves a state that names a complete checkpoint.
-When a model is done its last checkpoint is renamed to ``checkpoint.keras``.
+Checkpoint chain: every training hop reads the model's latest state and writes
+``ckpt-<n+1>-<tag>.state``, a state file (raw variables, a few ms each way); the hop that
+completes an epoch also writes ``ckpt-<n+1>-<tag>.keras``, a full Keras archive. A model's
+``state.json`` names both its latest state (``checkpoint``) and its latest archive
+(``model_checkpoint``: workers that do not hold the model build it from that, then load the
+state). A hop is committed when ``state.json`` (written atomically) names its files, and only
+then are the files it replaces deleted, so a crash at any moment leaves a state that names
+complete files. Models end at an epoch's end, so when a model is done its last archive holds
+its final state; it is renamed to ``checkpoint.keras``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from cerebro.backend._base import ModelRequest, TrainingJob
 from cerebro.backend.scheduler import ModelDone, PassDone, Scheduler, Task
+from cerebro.keras.checkpoint import STATE_SUFFIX
 from cerebro.keras.metrics import aggregate_metrics
 from cerebro.keras.tensorboard import close_loggers, write_epoch_scalars, write_hparams
 from cerebro.storage import Store
@@ -49,6 +55,7 @@ class ModelRun:
     request: ModelRequest
     spec: Any
     checkpoint: str
+    model_checkpoint: str = ""
     status: str = RUNNING
     hops: int = 0
     epochs_done: int = 0
@@ -62,6 +69,9 @@ class ModelRun:
     finished_at: float | None = None
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        self.model_checkpoint = self.model_checkpoint or self.checkpoint
+
     def state(self) -> dict[str, Any]:
         return {
             "model_id": self.request.model_id,
@@ -69,6 +79,7 @@ class ModelRun:
             "num_epochs": self.request.num_epochs,
             "status": self.status,
             "checkpoint": self.checkpoint,
+            "model_checkpoint": self.model_checkpoint,
             "hops": self.hops,
             "epochs_done": self.epochs_done,
             "sub_epochs": [list(s) for s in self.sub_epochs],
@@ -87,7 +98,7 @@ class ModelRun:
     @classmethod
     def from_state(cls, request: ModelRequest, spec: Any, state: dict[str, Any]) -> ModelRun:
         """Rebuild a model's bookkeeping from its committed ``state.json`` (to resume it)."""
-        run = cls(request, spec, state["checkpoint"])
+        run = cls(request, spec, state["checkpoint"], state.get("model_checkpoint", ""))
         run.hops = state["hops"]
         run.epochs_done = state["epochs_done"]
         run.sub_epochs = [(e, p) for e, p in state["sub_epochs"]]
@@ -153,12 +164,17 @@ class ModelHopper:
                 raise ValueError(f"model id {req.model_id!r} was handed out twice")
             if req.resume_state is not None:
                 run = ModelRun.from_state(req, req.estimator.worker_spec(), req.resume_state)
-                if not self.store.exists(run.checkpoint):  # stopped between rename and commit
-                    run.checkpoint = self.store.get_checkpoint_path(req.model_id)
+                if not self.store.exists(run.model_checkpoint):  # stopped between rename and
+                    final = self.store.get_checkpoint_path(req.model_id)  # commit
+                    run.checkpoint = run.model_checkpoint = final
                 point = run.resume_point(self.scheduler.num_workers, self.has_validation)
+                if point["phase"] == "eval" and run.pass_results["train"]:
+                    # Stopped after the pass's last hop was committed but before its metrics
+                    # were: they are all in the state, so record them now.
+                    self._record_pass(run, "train")
                 logger.info("resuming model %s at %s", req.model_id, point)
             else:
-                ckpt = self._ckpt_url(req.model_id, 0)
+                ckpt = self._ckpt_url(req.model_id, 0) + ".keras"
                 create_initial_checkpoint(req.estimator, self.store, req.model_id, ckpt)
                 run = ModelRun(req, req.estimator.worker_spec(), ckpt)
                 point = {}
@@ -183,15 +199,22 @@ class ModelHopper:
             "model_id": task.model_id,
             "spec": run.spec,
             "checkpoint_in": run.checkpoint,
+            "model_in": run.model_checkpoint,
             "partition": task.partition,
         }
         if task.kind == "train":
             # A fresh name per dispatch: a task re-run after a worker loss never races the
             # lost attempt for the same file.
-            out = self._ckpt_url(task.model_id, run.hops + 1, uuid.uuid4().hex[:8])
+            base = self._ckpt_url(task.model_id, run.hops + 1, uuid.uuid4().hex[:8])
+            # A model is on one worker at a time, so this hop ends the epoch when every other
+            # partition of the epoch is done.
+            ends_epoch = (
+                sum(e == task.epoch for e, _ in run.sub_epochs) == self.scheduler.num_workers - 1
+            )
             return "train", {
                 **common,
-                "checkpoint_out": out,
+                "checkpoint_out": base + STATE_SUFFIX,
+                "keras_out": base + ".keras" if ends_epoch else None,
                 "epoch": task.epoch,
                 "seed": self.seed,
             }
@@ -205,15 +228,18 @@ class ModelHopper:
         run.train_seconds += result.get("seconds", 0.0)
         self.hop_seconds.append(result.get("load_seconds", 0.0) + result.get("save_seconds", 0.0))
         if task.kind == "train" and run.status == RUNNING:
-            old = run.checkpoint
+            replaced = {run.checkpoint, run.model_checkpoint}
             run.checkpoint = result["checkpoint"]
+            run.model_checkpoint = result.get("keras_checkpoint") or run.model_checkpoint
             run.hops += 1
             run.sub_epochs.append((task.epoch, task.partition))
             self._commit(run)
-            if old != run.checkpoint:
-                self.store.delete(old)
+            for url in replaced - {run.checkpoint, run.model_checkpoint}:
+                self.store.delete(url)
         elif task.kind == "train":  # the model stopped while this hop ran: drop its output
-            self.store.delete(result["checkpoint"])
+            for url in (result["checkpoint"], result.get("keras_checkpoint")):
+                if url:
+                    self.store.delete(url)
         if self.progress is not None:
             self.progress.update(1)
         self._handle_events(self.scheduler.complete(worker, task))
@@ -246,12 +272,17 @@ class ModelHopper:
             elif isinstance(ev, ModelDone):
                 self._on_model_done(ev.model_id)
 
-    def _on_pass_done(self, ev: PassDone) -> None:
-        run = self.runs[ev.model_id]
-        results, run.pass_results[ev.kind] = run.pass_results[ev.kind], []
-        prefix = "train_" if ev.kind == "train" else "val_"
+    @staticmethod
+    def _record_pass(run: ModelRun, kind: str) -> None:
+        """Append a finished pass's metrics (aggregated over partitions) to the history."""
+        results, run.pass_results[kind] = run.pass_results[kind], []
+        prefix = "train_" if kind == "train" else "val_"
         for name, value in aggregate_metrics(results).items():
             run.history.setdefault(prefix + name, []).append(float(value))
+
+    def _on_pass_done(self, ev: PassDone) -> None:
+        run = self.runs[ev.model_id]
+        self._record_pass(run, ev.kind)
         if ev.kind == "train" and self.has_validation:
             self._commit(run)  # the train metrics are in; the epoch ends after its eval pass
             return
@@ -270,10 +301,10 @@ class ModelHopper:
             run.status = FINISHED
         run.finished_at = time.time()
         final = self.store.get_checkpoint_path(model_id)
-        if run.checkpoint != final:
+        if run.model_checkpoint != final:
             self.store.delete(final)
-            self.store.rename(run.checkpoint, final)
-            run.checkpoint = final
+            self.store.rename(run.model_checkpoint, final)
+            run.checkpoint = run.model_checkpoint = final
         self._commit(run)
         run_path = self.store.get_run_path(model_id)
         for name in self.store.listdir(run_path):  # outputs of attempts lost with a worker
@@ -284,7 +315,8 @@ class ModelHopper:
 
     # ------------------------------------------------------------------ state
     def _ckpt_url(self, model_id: str, hop: int, tag: str = "init") -> str:
-        return f"{self.store.get_run_path(model_id)}/ckpt-{hop:05d}-{tag}.keras"
+        """The name of hop ``hop``'s files, without the suffix."""
+        return f"{self.store.get_run_path(model_id)}/ckpt-{hop:05d}-{tag}"
 
     def on_workers_lost(self) -> None:
         """Every worker is gone: their running tasks go back to their models, to run again."""

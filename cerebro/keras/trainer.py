@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import mmap
 import os
 import time
 from collections import OrderedDict
@@ -28,14 +29,17 @@ from cerebro.exceptions import (
     CerebroValueError,
     ColumnError,
     NonFiniteLossError,
+    StoreError,
 )
 from cerebro.keras._columns import ColumnMapping, match_columns
 from cerebro.keras.checkpoint import (
+    STATE_SUFFIX,
     checkpoint_token,
     create_initial_checkpoint,
     load_checkpoint,
     load_state,
     save_checkpoint,
+    save_state,
 )
 from cerebro.keras.estimator import WorkerSpec
 
@@ -179,16 +183,129 @@ def _head(data: Any) -> Any:
     return data[:1]
 
 
-def _batches(x: Any, y: Any, batch_size: int) -> Any:
-    """``(x, y)`` in order, in batches of ``batch_size``, as a ``tf.data.Dataset``.
+def _batches(x: Any, y: Any, batch_size: int, perm: np.ndarray | None = None) -> Any:
+    """``(x[perm], y[perm])`` (or ``(x, y)`` in order), in batches of ``batch_size``, as a
+    ``tf.data.Dataset``.
 
     The same batches Keras makes of numpy arrays with ``shuffle=False``, but without the
     slicing pipeline Keras builds around numpy input on every ``fit``/``evaluate`` call, which
-    costs about 60 ms per call (a hop is one call).
+    costs about 60 ms per call (a hop is one call). Columns kept on disk (memory-mapped) are
+    gathered batch by batch instead of as a shuffled copy of the shard: the same batches.
     """
     import tensorflow as tf
 
+    if _any_mapped(x) or _any_mapped(y):
+        return _gathered_batches(x, y, batch_size, perm)
+    if perm is not None:
+        x, y = _take(x, perm), _take(y, perm)
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+
+
+class _MappedColumn:
+    """A column left in its memory-mapped file, shaped and cast per read exactly as
+    ``KerasTrainer._prepared`` shapes and casts an in-memory column once."""
+
+    def __init__(self, source: np.ndarray, row_shape: tuple[int, ...], casts: list[str]) -> None:
+        self.source = source
+        self.casts = casts
+        self.shape = (len(source), *row_shape)
+        self.dtype = np.dtype(casts[-1]) if casts else source.dtype
+        #: Datasets over this column (see _gathered_batches), by batch size and columns.
+        self.datasets: dict[Any, Any] = {}
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        out = np.asarray(self.source[index])
+        out = out.reshape(len(out), *self.shape[1:])
+        for target in self.casts:
+            out = out.astype(target)
+        return out
+
+
+def _on_disk(arr: Any) -> bool:
+    """Whether ``arr`` is (a view of) a memory-mapped file."""
+    while isinstance(arr, np.ndarray):
+        if isinstance(arr, np.memmap):
+            return True
+        arr = arr.base
+    return isinstance(arr, mmap.mmap)
+
+
+def _leaves(data: Any) -> list[Any]:
+    return list(data.values()) if isinstance(data, dict) else [data]
+
+
+def _any_mapped(data: Any) -> bool:
+    return any(isinstance(a, _MappedColumn) for a in _leaves(data))
+
+
+def _gathered_batches(x: Any, y: Any, batch_size: int, perm: np.ndarray | None) -> Any:
+    """The batches of :func:`_batches`, read from memory-mapped columns one batch at a time.
+
+    Each shuffled batch reads its rows in ascending order (sequential disk access) and is then
+    put back into the order of ``perm``, so batch ``i`` equals ``x[perm[i*b:(i+1)*b]]``.
+    The dataset is built once per columns and batch size and reads the order of its next pass
+    from a feed: TensorFlow keeps every ``from_generator`` dataset's function alive for good,
+    so one per hop would leak (with its permutation).
+    """
+    owner = next(a for a in _leaves(x) + _leaves(y) if isinstance(a, _MappedColumn))
+    key = (batch_size, _identity(x), _identity(y))
+    cached = owner.datasets.get(key)
+    if cached is None:
+        feed: dict[str, np.ndarray | None] = {"perm": None}
+        cached = owner.datasets[key] = (_generator_dataset(x, y, batch_size, feed), feed)
+    dataset, feed = cached
+    feed["perm"] = perm
+    return dataset
+
+
+def _identity(data: Any) -> Any:
+    if isinstance(data, dict):
+        return tuple((k, id(v)) for k, v in data.items())
+    return id(data)
+
+
+def _generator_dataset(x: Any, y: Any, batch_size: int, feed: dict[str, Any]) -> Any:
+    """A dataset of the batches of ``(x, y)`` in the order ``feed["perm"]`` holds when a pass
+    starts (None: in order)."""
+    import tensorflow as tf
+
+    def over(fn: Any, data: Any) -> Any:
+        return {k: fn(v) for k, v in data.items()} if isinstance(data, dict) else fn(data)
+
+    def spec(a: Any) -> Any:
+        return tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype))
+
+    rows = len(_leaves(x)[0])
+
+    def batch(perm: np.ndarray | None, start: int) -> tuple[Any, Any]:
+        if perm is None:
+            part = slice(start, start + batch_size)
+            return over(lambda a: a[part], x), over(lambda a: a[part], y)
+        idx = perm[start : start + batch_size]
+        order = np.argsort(idx, kind="stable")
+        ascending = idx[order]
+
+        def gather(a: Any) -> np.ndarray:
+            block = a[ascending]
+            out = np.empty_like(block)
+            out[order] = block  # row order[j] of the batch is idx[order[j]]
+            return out
+
+        return over(gather, x), over(gather, y)
+
+    def generate() -> Any:
+        perm = feed["perm"]
+        for start in range(0, rows, batch_size):
+            yield batch(perm, start)
+
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=(over(spec, x), over(spec, y))
+    )
+    steps = math.ceil(rows / batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(1)
 
 
 def _build_compiled_state(model: Any, x: Any, y: Any) -> float:
@@ -288,6 +405,9 @@ class KerasTrainer:
         epoch: int,
         partition: int,
         seed: int,
+        *,
+        model_in: str | None = None,
+        keras_out: str | None = None,
     ) -> dict[str, Any]:
         """Train one pass over this partition, starting from ``checkpoint_in``.
 
@@ -295,9 +415,20 @@ class KerasTrainer:
         partition)``; the model sees it once in batches of ``spec.batch_size`` (one ``fit``
         epoch with ``initial_epoch=epoch``); the new state goes to ``checkpoint_out``.
 
+        Args:
+            checkpoint_in: the state to start from: a ``.keras`` archive or a state file.
+            checkpoint_out: where the new state goes; a ``.state`` URL gets a state file
+                (fast, for the next hop), a ``.keras`` URL a full archive.
+            model_in: a ``.keras`` archive of this model (any earlier state) to build it from
+                when this worker does not hold it; required when ``checkpoint_in`` is a state
+                file.
+            keras_out: also save the new state as a full ``.keras`` archive here (the driver
+                asks for one at the end of each epoch).
+
         Returns:
             ``{"metrics": {name: value}, "rows": n, "seconds": fit time, "load_seconds",
-            "save_seconds", "load": "cached" | "state" | "full", "checkpoint": checkpoint_out}``;
+            "save_seconds", "load": "cached" | "state" | "full", "checkpoint": checkpoint_out,
+            "keras_checkpoint": keras_out}``;
             metrics are Keras' running means over the pass (``loss``, compiled metrics, and
             per-output ``<output>_loss`` for several outputs).
 
@@ -308,14 +439,14 @@ class KerasTrainer:
         _check_hop_args(spec, epoch, partition)
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise CerebroValueError(f"seed must be an int, got {seed!r}")
-        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in)
+        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in, model_in)
         x, y, rows = self._feeds(entry, spec, "train")
         if load_kind == "full":
             load_seconds += _build_compiled_state(entry.model, x, y)
         perm = np.random.default_rng(shuffle_seed(seed, model_id, epoch, partition)).permutation(
             rows
         )
-        batches = _batches(_take(x, perm), _take(y, perm), spec.batch_size)
+        batches = _batches(x, y, spec.batch_size, perm)
 
         entry.checkpoint = entry.token = None  # from here on the model is ahead of every file
         t0 = time.perf_counter()
@@ -343,7 +474,9 @@ class KerasTrainer:
             )
 
         t1 = time.perf_counter()
-        save_checkpoint(entry.model, self.store, checkpoint_out)
+        _save(entry.model, self.store, checkpoint_out)
+        if keras_out is not None:
+            save_checkpoint(entry.model, self.store, keras_out)
         entry.checkpoint, entry.token = (
             checkpoint_out,
             checkpoint_token(self.store, checkpoint_out),
@@ -368,12 +501,21 @@ class KerasTrainer:
             "save_seconds": save_seconds,
             "load": load_kind,
             "checkpoint": checkpoint_out,
+            "keras_checkpoint": keras_out,
         }
 
     def evaluate(
-        self, model_id: str, spec: WorkerSpec, checkpoint_in: str, partition: int
+        self,
+        model_id: str,
+        spec: WorkerSpec,
+        checkpoint_in: str,
+        partition: int,
+        *,
+        model_in: str | None = None,
     ) -> dict[str, Any]:
         """Compute the model's metrics on this partition's validation shard (nothing is saved).
+
+        ``checkpoint_in`` and ``model_in`` are as for :meth:`train`.
 
         Returns:
             ``{"metrics": {name: value}, "rows": n, "seconds", "load_seconds",
@@ -389,7 +531,7 @@ class KerasTrainer:
                 f"cannot evaluate model {model_id} on partition {partition}: this trainer was "
                 "given no validation data"
             )
-        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in)
+        entry, load_kind, load_seconds = self._acquire(model_id, spec, checkpoint_in, model_in)
         x, y, rows = self._feeds(entry, spec, "val")
         if load_kind == "full":
             load_seconds += _build_compiled_state(entry.model, x, y)
@@ -407,9 +549,17 @@ class KerasTrainer:
 
     # ------------------------------------------------------------------ models
     def _acquire(
-        self, model_id: str, spec: WorkerSpec, url: str
+        self, model_id: str, spec: WorkerSpec, url: str, model_url: str | None
     ) -> tuple[_CachedModel, str, float]:
-        """The model in the state of checkpoint ``url``: cached, state reloaded, or built."""
+        """The model in the state of checkpoint ``url``: cached, state reloaded, or built from
+        ``model_url`` (default ``url``) and then given the state of ``url``."""
+        if model_url is None:
+            if url.endswith(STATE_SUFFIX):
+                raise CerebroValueError(
+                    f"model_in must name the model's .keras archive when checkpoint_in is a "
+                    f"state file, got None for {url!r}"
+                )
+            model_url = url
         token = checkpoint_token(self.store, url)
         entry = self._models.get(model_id)
         if entry is not None and entry.checkpoint == url and _same_file(entry.token, token):
@@ -420,9 +570,13 @@ class KerasTrainer:
             kind = "state"
         else:
             self.forget(model_id)
-            entry = _CachedModel(
-                load_checkpoint(self.store, url, spec.custom_objects, spec.safe_mode)
-            )
+            model = load_checkpoint(self.store, model_url, spec.custom_objects, spec.safe_mode)
+            if model_url != url and not load_state(model, self.store, url):
+                raise StoreError(
+                    f"checkpoint {url} does not fit the model built from {model_url} (other "
+                    "architecture or optimizer)"
+                )
+            entry = _CachedModel(model)
             self._models[model_id] = entry
             kind = "full"
         entry.checkpoint, entry.token = url, token
@@ -480,12 +634,13 @@ class KerasTrainer:
     @staticmethod
     def _prepared(
         shard: _Shard, col: str, dims: tuple[int | None, ...] | None, dtype: str | None
-    ) -> np.ndarray:
+    ) -> np.ndarray | _MappedColumn:
         """Column ``col`` shaped for a layer of per-sample shape ``dims`` and cast to ``dtype``.
 
         Cached per shard: a scalar column fed to a ``(1,)`` input becomes ``(n, 1)`` once, and
         float64 data fed to a float32 input is cast once instead of in every batch. Floats end
-        in Keras' ``floatx`` (as Keras casts numpy input), labels included.
+        in Keras' ``floatx`` (as Keras casts numpy input), labels included. A memory-mapped
+        column (the worker's disk cache) stays on disk: it is shaped and cast per batch.
         """
         import keras
 
@@ -493,18 +648,36 @@ class KerasTrainer:
         key = (col, dims, dtype, floatx)
         arr = shard.prepared.get(key)
         if arr is None:
-            arr = np.asarray(shard.arrays[col])
-            if dims == (1,) and arr.ndim == 1:
-                arr = arr.reshape(-1, 1)
+            arr = shard.arrays[col]
+            if not _on_disk(arr):
+                arr = np.asarray(arr)
+            casts, current = [], arr.dtype
             for target in (dtype, floatx):
                 if (
                     target in ("float16", "float32", "float64")
-                    and np.issubdtype(arr.dtype, np.floating)
-                    and arr.dtype != np.dtype(target)
+                    and np.issubdtype(current, np.floating)
+                    and current != np.dtype(target)
                 ):
+                    casts.append(target)
+                    current = np.dtype(target)
+            reshape = dims == (1,) and arr.ndim == 1
+            if _on_disk(arr):
+                arr = _MappedColumn(arr, (1,) if reshape else arr.shape[1:], casts)
+            else:
+                if reshape:
+                    arr = arr.reshape(-1, 1)
+                for target in casts:
                     arr = arr.astype(target)
             shard.prepared[key] = arr
         return arr
+
+
+def _save(model: Any, store: Store, url: str) -> None:
+    """Save ``model``'s state as a state file or a ``.keras`` archive, by ``url``'s suffix."""
+    if url.endswith(STATE_SUFFIX):
+        save_state(model, store, url)
+    else:
+        save_checkpoint(model, store, url)
 
 
 def _check_hop_args(spec: Any, epoch: Any, partition: Any) -> None:

@@ -7,19 +7,21 @@ with their dtype and shape, every file with its row count and row-group row coun
 fingerprint of the input. The metadata file is the commit marker: data without it is not a
 Cerebro dataset.
 
-A worker reads its shard with :func:`read_shard`. Shard ``i`` of ``W`` is the global row range
-``[i*N//W, (i+1)*N//W)`` of the split's files concatenated in order, so every row is read by
-exactly one worker and the shards differ by at most one row, for any ``W``; only the row groups
-that overlap the range are read. Data written by Petastorm's ``materialize_dataset`` or by plain
-Spark (no Cerebro metadata) is accepted: :func:`load_metadata` infers the metadata from the
-Parquet footers and the pickled Petastorm ``Unischema``, and :func:`read_shard` decodes
-Petastorm's ``NdarrayCodec``/``CompressedNdarrayCodec``/``ScalarCodec`` columns.
+A worker reads its shard with :func:`read_shard` (or in bounded chunks with :func:`iter_shard`).
+Shard ``i`` of ``W`` is the global row range ``[i*N//W, (i+1)*N//W)`` of the split's files
+concatenated in order, so every row is read by exactly one worker and the shards differ by at
+most one row, for any ``W``; only the row groups that overlap the range are read. Data written
+by Petastorm's ``materialize_dataset`` or by plain Spark (no Cerebro metadata) is accepted:
+:func:`load_metadata` infers the metadata from the Parquet footers and the pickled Petastorm
+``Unischema``, and :func:`read_shard` decodes Petastorm's
+``NdarrayCodec``/``CompressedNdarrayCodec``/``ScalarCodec`` columns.
 
 This module uses pyarrow only; it never imports Spark or TensorFlow.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import hashlib
@@ -27,7 +29,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +53,7 @@ __all__ = [
     "SplitSpec",
     "check_column_names",
     "compute_fingerprint",
+    "iter_shard",
     "load_metadata",
     "read_shard",
     "shard_bounds",
@@ -458,6 +461,73 @@ def read_shard(
         ColumnError: an unknown column, or a column whose values do not fit its metadata.
         StoreError: there is no such split, or the files changed since they were prepared.
     """
+    plan = _plan_shard(store, split, shard, num_shards, columns, metadata)
+    pieces: dict[str, list[np.ndarray]] = {n: [] for n in plan.names}
+    for chunk in _iter_chunks(store, plan, None):
+        for n, arr in chunk.items():
+            pieces[n].append(arr)
+    out = {
+        n: parts[0] if len(parts) == 1 else np.concatenate(parts) for n, parts in pieces.items()
+    }
+    for n, arr in out.items():
+        if len(arr) != plan.rows:  # cannot happen unless the files lie about their row counts
+            raise StoreError(f"read {len(arr)} rows of column {n!r} for a shard of {plan.rows}")
+    return out
+
+
+def iter_shard(
+    store: Store,
+    split: str,
+    shard: int,
+    num_shards: int,
+    columns: Sequence[str] | None = None,
+    *,
+    metadata: DatasetMetadata | None = None,
+    chunk_rows: int = 65536,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Read one shard of a prepared split in consecutive chunks of at most ``chunk_rows`` rows.
+
+    The same rows, columns and checks as :func:`read_shard` (the chunks concatenated equal its
+    result), but only one chunk is in memory at a time, for shards too big to hold whole (a
+    worker's disk cache writes them chunk by chunk). Arguments are checked before anything is
+    read.
+
+    Args:
+        store, split, shard, num_shards, columns, metadata: as for :func:`read_shard`.
+        chunk_rows: the most rows one chunk holds, an int >= 1.
+
+    Returns:
+        An iterator of dicts column name -> array of up to ``chunk_rows`` rows.
+
+    Raises:
+        The errors of :func:`read_shard`; CerebroValueError for a bad ``chunk_rows``.
+    """
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise CerebroValueError(f"chunk_rows must be an int >= 1, got {chunk_rows!r}")
+    plan = _plan_shard(store, split, shard, num_shards, columns, metadata)
+    return _counted(_iter_chunks(store, plan, chunk_rows), plan)
+
+
+@dataclass(frozen=True)
+class _ShardPlan:
+    """What reading one shard takes: the checked columns, the split's files and the reads."""
+
+    meta: DatasetMetadata
+    files: tuple[ParquetFileSpec, ...]
+    split_url: str
+    names: list[str]
+    reads: list[_Read]
+    rows: int
+
+
+def _plan_shard(
+    store: Store,
+    split: str,
+    shard: int,
+    num_shards: int,
+    columns: Sequence[str] | None,
+    metadata: DatasetMetadata | None,
+) -> _ShardPlan:
     _check_split(split)
     for name, value in (("num_shards", num_shards), ("shard", shard)):
         if isinstance(value, bool) or not isinstance(value, int):
@@ -481,25 +551,34 @@ def read_shard(
         )
     lo, hi = shard_bounds(spec.total_rows, shard, num_shards)
     split_url = store.get_train_data_path() if split == "train" else store.get_val_data_path()
-    pieces: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for read in _plan_reads(spec.files, lo, hi):
-        f = spec.files[read.file_index]
-        table = _read_row_groups(store, split_url + "/" + f.name, f, read.row_groups, names)
-        table = table.slice(read.skip, read.take)
-        for n in names:
-            pieces[n].append(_to_numpy(table.column(n), meta.columns[n], f.name))
-    out = {
-        n: parts[0] if len(parts) == 1 else np.concatenate(parts) for n, parts in pieces.items()
-    }
-    for n, arr in out.items():
-        if len(arr) != hi - lo:  # cannot happen unless the files lie about their row counts
-            raise StoreError(f"read {len(arr)} rows of column {n!r} for a shard of {hi - lo}")
-    return out
+    return _ShardPlan(meta, spec.files, split_url, names, _plan_reads(spec.files, lo, hi), hi - lo)
 
 
-def _read_row_groups(
-    store: Store, url: str, spec: ParquetFileSpec, groups: list[int], columns: list[str]
-) -> pa.Table:
+def _iter_chunks(
+    store: Store, plan: _ShardPlan, chunk_rows: int | None
+) -> Iterator[dict[str, np.ndarray]]:
+    """The shard's rows in order: per file (``chunk_rows=None``) or in chunks of that many."""
+    for read in plan.reads:
+        f = plan.files[read.file_index]
+        url = plan.split_url + "/" + f.name
+        for table in _iter_row_groups(store, url, f, read, plan.names, chunk_rows):
+            yield {n: _to_numpy(table.column(n), plan.meta.columns[n], f.name) for n in plan.names}
+
+
+def _counted(
+    chunks: Iterator[dict[str, np.ndarray]], plan: _ShardPlan
+) -> Iterator[dict[str, np.ndarray]]:
+    seen = 0
+    for chunk in chunks:
+        seen += len(next(iter(chunk.values()))) if chunk else 0
+        yield chunk
+    if seen != plan.rows:  # cannot happen unless the files lie about their row counts
+        raise StoreError(f"read {seen} rows for a shard of {plan.rows}")
+
+
+@contextlib.contextmanager
+def _open_parquet(store: Store, url: str, spec: ParquetFileSpec) -> Iterator[pq.ParquetFile]:
+    """The file, after checking its row groups against the metadata; read errors -> StoreError."""
     path = store.to_fs_path(url)
     try:
         with store.filesystem.open_input_file(path) as f:
@@ -510,13 +589,51 @@ def _read_row_groups(
                     f"{url} changed since it was prepared: its row groups hold {list(actual)} "
                     f"rows, the metadata says {list(spec.row_groups)}; prepare the data again"
                 )
-            return pf.read_row_groups(groups, columns=columns, use_threads=True)
+            yield pf
     except StoreError:
         raise
     except FileNotFoundError as e:
         raise StoreError(f"{url} is missing: the prepared data is incomplete ({e})") from e
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"cannot read {url}: {type(e).__name__}: {e}") from e
+
+
+def _read_row_groups(
+    store: Store, url: str, spec: ParquetFileSpec, groups: list[int], columns: list[str]
+) -> pa.Table:
+    with _open_parquet(store, url, spec) as pf:
+        return pf.read_row_groups(groups, columns=columns, use_threads=True)
+
+
+def _iter_row_groups(
+    store: Store,
+    url: str,
+    spec: ParquetFileSpec,
+    read: _Read,
+    columns: list[str],
+    chunk_rows: int | None,
+) -> Iterator[pa.Table]:
+    """Rows ``[read.skip, read.skip + read.take)`` of the row groups ``read.row_groups``: in
+    one table (``chunk_rows=None``) or streamed in tables of at most ``chunk_rows`` rows."""
+    if chunk_rows is None:
+        yield _read_row_groups(store, url, spec, read.row_groups, columns).slice(
+            read.skip, read.take
+        )
+        return
+    end = read.skip + read.take
+    pos = 0
+    with _open_parquet(store, url, spec) as pf:
+        batches = pf.iter_batches(
+            batch_size=chunk_rows, row_groups=read.row_groups, columns=columns, use_threads=True
+        )
+        for batch in batches:
+            n = batch.num_rows
+            a, b = max(read.skip - pos, 0), min(end - pos, n)
+            pos += n
+            if b > a:
+                yield pa.Table.from_batches([batch.slice(a, b - a)])
+            if pos >= end:
+                return
 
 
 def _to_numpy(column: pa.ChunkedArray, spec: ColumnSpec, where: str) -> np.ndarray:

@@ -65,16 +65,33 @@ def _ready_workers(backend) -> dict:
         time.sleep(0.05)
 
 
-def _killer(backend, moments: list[float], killed: list) -> None:
-    """SIGKILL a worker process at each moment (seconds after the workers first came up)."""
-    _ready_workers(backend)
-    t0 = time.monotonic()
-    for i, moment in enumerate(sorted(moments)):
-        time.sleep(max(0.0, t0 + moment - time.monotonic()))
+def committed_hops(store) -> int:
+    """Training hops committed so far, summed over the models' state files."""
+    runs, total = store.get_runs_path(), 0
+    if store.exists(runs):
+        for name in store.listdir(runs):
+            state = store.get_run_state_path(name) if not name.startswith("_") else None
+            if state and store.exists(state):
+                try:
+                    total += store.read_json(state)["hops"]
+                except Exception:  # being replaced right now
+                    pass
+    return total
+
+
+def _killer(backend, store, hops: list[int], killed: list) -> None:
+    """SIGKILL a worker process once the run has committed each number of training hops
+    (progress, not time, so the moment does not depend on the machine's speed)."""
+    for i, at in enumerate(sorted(hops)):
+        info = _ready_workers(backend)
+        while committed_hops(store) < at:
+            time.sleep(0.02)
         info = _ready_workers(backend)
         victim = info[i % len(info)]
         os.kill(victim["pid"], signal.SIGKILL)
         killed.append(victim["pid"])
+        while _alive(victim["pid"]):
+            time.sleep(0.02)
 
 
 def main() -> None:
@@ -89,11 +106,11 @@ def main() -> None:
     p.add_argument("--max-restarts", type=int, default=5)
     p.add_argument("--experiment", default="e2e")
     p.add_argument(
-        "--kill-worker-at",
-        type=float,
+        "--kill-worker-after-hops",
+        type=int,
         nargs="*",
         default=[],
-        help="seconds after the workers are ready at which to SIGKILL a worker process",
+        help="numbers of committed training hops after which to SIGKILL a worker process",
     )
     args = p.parse_args()
 
@@ -133,9 +150,11 @@ def main() -> None:
     )
     df = make_df(spark, args.rows)
     out: dict = {"killed": []}
-    if args.kill_worker_at:
+    if args.kill_worker_after_hops:
         threading.Thread(
-            target=_killer, args=(backend, args.kill_worker_at, out["killed"]), daemon=True
+            target=_killer,
+            args=(backend, store, args.kill_worker_after_hops, out["killed"]),
+            daemon=True,
         ).start()
     if args.interrupt_after is not None:
         backend.prepare_data(

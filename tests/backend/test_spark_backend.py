@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from e2e_script import committed_hops
 
 from cerebro.backend import SparkBackend
 from cerebro.exceptions import CerebroValueError, ClusterCapacityError
@@ -196,7 +197,7 @@ def _assert_exactly_once(store_path, history, epochs=E):
 
 @pytest.mark.slow
 def test_worker_killed_mid_run_local_mode(tmp_path):
-    out = _run_script(tmp_path, "--epochs", "3", "--rows", "6000", "--kill-worker-at", "4")
+    out = _run_script(tmp_path, "--epochs", "3", "--rows", "6000", "--kill-worker-after-hops", "6")
     assert len(out["killed"]) == 1 and out["restarts"] == 1
     assert len(out["history"]) == 4
     _assert_exactly_once(tmp_path / "s", out["history"], epochs=3)
@@ -214,9 +215,9 @@ def test_workers_killed_twice_on_a_local_cluster(tmp_path):
         "3",
         "--rows",
         "6000",
-        "--kill-worker-at",
-        "3",
-        "10",
+        "--kill-worker-after-hops",
+        "4",
+        "12",
     )
     assert len(out["killed"]) == 2 and out["restarts"] == 2
     _assert_exactly_once(tmp_path / "s", out["history"], epochs=3)
@@ -226,18 +227,6 @@ def test_workers_killed_twice_on_a_local_cluster(tmp_path):
 def _start_script(tmp_path, *args):
     cmd, env = _script_cmd(tmp_path, *args)
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-
-
-def _committed_hops(store) -> int:
-    runs = store.get_runs_path()
-    if not store.exists(runs):
-        return 0
-    total = 0
-    for name in store.listdir(runs):
-        state = store.get_run_state_path(name) if not name.startswith("_") else None
-        if state and store.exists(state):
-            total += store.read_json(state)["hops"]
-    return total
 
 
 @pytest.mark.slow
@@ -251,7 +240,7 @@ def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
     proc = _start_script(tmp_path, "--epochs", str(epochs), "--rows", "6000")
     try:
         deadline = time.monotonic() + 300
-        while _committed_hops(store) < 6 and time.monotonic() < deadline:
+        while committed_hops(store) < 6 and time.monotonic() < deadline:
             assert proc.poll() is None, "the run ended before it could be interrupted"
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
@@ -259,7 +248,7 @@ def test_driver_killed_then_resumed_equals_an_uninterrupted_run(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    hops_at_kill = _committed_hops(store)
+    hops_at_kill = committed_hops(store)
     assert 6 <= hops_at_kill < 4 * epochs * W
 
     # The same search without resume is refused, the store untouched.
@@ -291,7 +280,15 @@ def test_too_many_worker_losses_fail_clearly_and_keep_checkpoints(tmp_path):
     from cerebro.storage import LocalStore
 
     proc = _script(
-        tmp_path, "--epochs", "3", "--rows", "6000", "--kill-worker-at", "4", "--max-restarts", "0"
+        tmp_path,
+        "--epochs",
+        "3",
+        "--rows",
+        "6000",
+        "--kill-worker-after-hops",
+        "4",
+        "--max-restarts",
+        "0",
     )
     assert proc.returncode != 0
     assert "more than max_worker_restarts=0" in proc.stderr

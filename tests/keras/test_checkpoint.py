@@ -18,6 +18,7 @@ from cerebro.keras import (
     load_state,
     save_checkpoint,
 )
+from cerebro.keras.checkpoint import save_state
 from cerebro.storage._base import TMP_MARKER
 
 
@@ -206,3 +207,59 @@ def test_a_truncated_checkpoint_is_a_store_error(local_store):
         f.write(data[: len(data) // 2])
     with pytest.raises(StoreError, match="is not a .keras archive"):
         load_checkpoint(local_store, url)
+
+
+# ---------------------------------------------------------------------- state files
+def test_a_state_file_round_trips_every_model_and_optimizer_variable(local_store):
+    est = estimator()
+    url = create_initial_checkpoint(est, local_store, "m")
+    trained = load_checkpoint(local_store, url)
+    fit_a_little(trained, 3)
+    state = local_store.get_run_path("m") + "/ckpt-00001-ab.state"
+    save_state(trained, local_store, state)
+    assert sorted(local_store.listdir(local_store.get_run_path("m"))) == [
+        "checkpoint.keras",
+        "ckpt-00001-ab.state",
+    ]  # written under a temporary name, then renamed
+
+    fresh = load_checkpoint(local_store, url)  # the untrained state
+    assert int(fresh.optimizer.iterations.numpy()) == 0
+    assert load_state(fresh, local_store, state) is True
+    assert int(fresh.optimizer.iterations.numpy()) == 3  # 96 rows / 32
+    for a, b in zip(all_variables(fresh), all_variables(trained)):
+        np.testing.assert_array_equal(a, b)
+    # Training on from either gives the same model (same shuffle: same seed).
+    keras.utils.set_random_seed(5)
+    fit_a_little(fresh, 4)
+    keras.utils.set_random_seed(5)
+    fit_a_little(trained, 4)
+    for a, b in zip(all_variables(fresh), all_variables(trained)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_state_file_that_does_not_fit_changes_nothing(local_store):
+    small = load_checkpoint(local_store, create_initial_checkpoint(estimator(8), local_store, "a"))
+    big = load_checkpoint(local_store, create_initial_checkpoint(estimator(16), local_store, "b"))
+    state = local_store.get_run_path("b") + "/s.state"
+    save_state(big, local_store, state)
+    before = all_variables(small)
+    assert load_state(small, local_store, state) is False
+    for a, b in zip(all_variables(small), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_truncated_or_misnamed_state_files_are_errors(local_store):
+    model = load_checkpoint(local_store, create_initial_checkpoint(estimator(), local_store, "m"))
+    state = local_store.get_run_path("m") + "/s.state"
+    save_state(model, local_store, state)
+    data = local_store.read_bytes(state)
+    local_store.write_bytes(state, data[: len(data) - 100])
+    with pytest.raises(StoreError, match=r"s\.state is truncated"):
+        load_state(model, local_store, state)
+    local_store.write_bytes(state, b"PK\x03\x04 not a state file")
+    with pytest.raises(StoreError, match="is not a Cerebro state file"):
+        load_state(model, local_store, state)
+    with pytest.raises(StoreError, match="does not exist"):
+        load_state(model, local_store, local_store.get_run_path("m") + "/missing.state")
+    with pytest.raises(CerebroValueError, match=r"must end with '\.state', got '.*s\.keras'"):
+        save_state(model, local_store, local_store.get_run_path("m") + "/s.keras")

@@ -14,6 +14,7 @@ from keras_helpers import mlp
 
 from cerebro.exceptions import CerebroTypeError, CerebroValueError, ColumnError
 from cerebro.keras import SparkEstimator, WorkerSpec
+from cerebro.keras.estimator import DEFAULT_STEPS_PER_EXECUTION
 
 SHAPES = {"features": [8], "label": []}
 
@@ -250,6 +251,11 @@ def test_compile_kwargs_reflect_the_settings():
     kw = est.compile_kwargs()
     assert kw["loss"] == "mse" and kw["metrics"] == ["mae"] and kw["loss_weights"] == [2.0]
     assert "loss_weights" not in make_estimator().compile_kwargs()
+    # Cerebro's default: 64 steps per compiled call, unless callbacks need every batch end.
+    assert kw["steps_per_execution"] == DEFAULT_STEPS_PER_EXECUTION == 64
+    with_callback = make_estimator(callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert with_callback.compile_kwargs()["steps_per_execution"] == 1
+    assert make_estimator(steps_per_execution=5).compile_kwargs()["steps_per_execution"] == 5
 
 
 def test_importing_cerebro_keras_starts_no_tensorflow():

@@ -28,8 +28,10 @@ from cerebro.keras import (
     configure_threads,
     create_initial_checkpoint,
     load_checkpoint,
+    load_state,
     shuffle_seed,
 )
+from cerebro.storage import LocalStore
 
 FEATURES, LABELS = ["features"], ["label"]
 TRAIN_ROWS, VAL_ROWS = 2400, 800
@@ -496,3 +498,165 @@ def test_a_hop_trains_exactly_as_keras_fit_on_the_shuffled_numpy_arrays(local_st
         val["features"], val["label"].reshape(-1, 1), batch_size=48, verbose=0, return_dict=True
     )
     assert evaluated["metrics"] == {k: float(v) for k, v in expected.items()}
+
+
+def test_steps_per_execution_changes_speed_not_results(tmp_path, data):
+    """Cerebro's default of 64 steps per compiled call (fewer Python round trips per step)
+    trains and evaluates exactly as one step per call does."""
+    results = {}
+    for spe in (1, 64):
+        store = LocalStore(str(tmp_path / f"spe{spe}"))
+        est = make_estimator(batch_size=32)
+        est.set_params(steps_per_execution=spe)
+        url = create_initial_checkpoint(est, store, "m", ckpt(store, "m", 0))
+        assert load_checkpoint(store, url).steps_per_execution == spe
+        trainers = [KerasTrainer(store, t, v, FEATURES, LABELS) for t, v in partitions(data, 2)]
+        final, history = run_mop(store, trainers, est.worker_spec(), "m", epochs=2)
+        results[spe] = (all_variables(load_checkpoint(store, final)), history)
+    (w1, h1), (w64, h64) = results[1], results[64]
+    for a, b in zip(w1, w64):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(h1, h64):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5)
+
+
+# ---------------------------------------------------------------------- memory-mapped shards
+def _memory_mapped(data, folder):
+    """``data`` saved as .npy files and opened read-only memory-mapped, as a worker's disk
+    cache holds its shard."""
+    folder.mkdir()
+    out = {}
+    for i, (name, values) in enumerate(data.items()):
+        np.save(folder / f"{i}.npy", values)
+        out[name] = np.load(folder / f"{i}.npy", mmap_mode="r")
+        assert isinstance(out[name], np.memmap)
+    return out
+
+
+def _hop_and_evaluate(store, est, train, val, features, labels):
+    """Two train hops (epochs 1 and 2 on partition 0: two shuffles) and one evaluation; the
+    trained variables, the metrics, and the trainer."""
+    url = create_initial_checkpoint(est, store, "m", ckpt(store, "m", 0))
+    tr = KerasTrainer(store, train, val, features, labels)
+    metrics = []
+    for epoch in (1, 2):
+        out = ckpt(store, "m", epoch)
+        metrics.append(tr.train("m", est.worker_spec(), url, out, epoch, 0, 5)["metrics"])
+        url = out
+    evaluated = tr.evaluate("m", est.worker_spec(), url, 0)
+    variables = all_variables(load_checkpoint(store, url))
+    return variables, metrics, evaluated["metrics"], tr
+
+
+def test_memory_mapped_shards_train_and_evaluate_exactly_as_in_memory(tmp_path, data):
+    """The disk cache's memmapped columns are gathered batch by batch (sorted reads, then put
+    back in shuffle order), never copied whole: the model sees the same batches, so the
+    weights and metrics are identical, bit for bit."""
+    from cerebro.keras.trainer import _MappedColumn
+
+    train, val = partitions(data, 2)[0]  # 1200 / 400 rows: uneven last batches of 36
+    runs = {}
+    for name, (t, v) in {
+        "memory": (train, val),
+        "disk": (_memory_mapped(train, tmp_path / "t"), _memory_mapped(val, tmp_path / "v")),
+    }.items():
+        store = LocalStore(str(tmp_path / name))
+        runs[name] = _hop_and_evaluate(
+            store, make_estimator(batch_size=36), t, v, FEATURES, LABELS
+        )
+    (w_mem, train_mem, eval_mem, _), (w_disk, train_disk, eval_disk, tr) = runs.values()
+    for a, b in zip(w_mem, w_disk):
+        np.testing.assert_array_equal(a, b)
+    assert train_mem == train_disk and eval_mem == eval_disk
+    # The columns stayed on disk, shaped ((n,) -> (n, 1)) and cast (to float32) per batch.
+    for shard in tr._shards.values():
+        assert shard.prepared
+        assert all(isinstance(a, _MappedColumn) for a in shard.prepared.values())
+    label = next(a for a in tr._shards[("train", None)].prepared.values() if a.shape[1:] == (1,))
+    assert label.dtype == np.float32 and label[[3, 1]].shape == (2, 1)
+    np.testing.assert_array_equal(label[[3, 1]][:, 0], train["label"][[3, 1]].astype("float32"))
+
+
+def test_memory_mapped_multi_input_model_matches_in_memory(tmp_path):
+    """Dict inputs and outputs, an int label and a scalar column fed to a (1,) input."""
+    rng = np.random.default_rng(3)
+    n = 300
+    a, b = rng.normal(size=(n, 3)), rng.normal(size=n)
+    data = {"a": a, "b": b, "price": a.sum(axis=1) + b, "kind": (b > 0).astype(np.int64)}
+    runs = []
+    for name, shard in (("memory", data), ("disk", _memory_mapped(data, tmp_path / "d"))):
+        keras.utils.set_random_seed(5)
+        ia, ib = keras.Input((3,), name="a"), keras.Input((1,), name="b")
+        h = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()([ia, ib]))
+        model = keras.Model(
+            [ia, ib],
+            [keras.layers.Dense(1, name="price")(h), keras.layers.Dense(2, name="kind")(h)],
+        )
+        est = SparkEstimator(
+            model,
+            keras.optimizers.Adam(1e-2),
+            {"price": "mse", "kind": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+            metrics={"kind": ["accuracy"]},
+            batch_size=32,
+        )
+        store = LocalStore(str(tmp_path / name))
+        runs.append(_hop_and_evaluate(store, est, shard, shard, ["b", "a"], ["kind", "price"]))
+    (w_mem, t_mem, e_mem, _), (w_disk, t_disk, e_disk, _) = runs
+    for x, y in zip(w_mem, w_disk):
+        np.testing.assert_array_equal(x, y)
+    assert t_mem == t_disk and e_mem == e_disk
+
+
+def test_hops_through_state_files_equal_hops_through_keras_archives(tmp_path, data):
+    """Between workers a model travels as a state file; a worker that never held the model
+    builds it from the model's .keras archive (``model_in``) and then loads the state."""
+    finals = {}
+    for kind in ("keras", "state"):
+        store = LocalStore(str(tmp_path / kind))
+        est = make_estimator()
+        spec = est.worker_spec()
+        init = create_initial_checkpoint(est, store, "m", ckpt(store, "m", 0))
+        t0, t1, t_new = (
+            KerasTrainer(store, t, v, FEATURES, LABELS) for t, v in partitions(data, 3)
+        )
+        url, loads = init, []
+        for hop, (tr, p) in enumerate([(t0, 0), (t1, 1), (t0, 0), (t_new, 2)], start=1):
+            out = f"{store.get_run_path('m')}/h{hop}.{kind}"
+            r = tr.train("m", spec, url, out, hop // 2, p, 3, model_in=init)
+            url = out
+            loads.append(r["load"])
+        # t0's second hop reloads only the state; t_new builds from init, then loads the state.
+        assert loads == ["full", "full", "state", "full"]
+        finals[kind] = all_variables(
+            load_checkpoint(store, url) if kind == "keras" else _built(store, init, url)
+        )
+        assert t1.evaluate("m", spec, url, 1, model_in=init)["load"] == "state"
+    for a, b in zip(finals["keras"], finals["state"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def _built(store, archive, state):
+    model = load_checkpoint(store, archive)
+    assert load_state(model, store, state)
+    return model
+
+
+def test_a_state_file_needs_the_model_archive_and_can_also_write_one(local_store, data):
+    est = make_estimator()
+    spec = est.worker_spec()
+    init = create_initial_checkpoint(est, local_store, "m", ckpt(local_store, "m", 0))
+    ((train, val),) = partitions(data, 1)
+    tr = KerasTrainer(local_store, train, val, FEATURES, LABELS)
+    run = local_store.get_run_path("m")
+    r = tr.train("m", spec, init, f"{run}/a.state", 0, 0, 1, keras_out=f"{run}/a.keras")
+    assert r["checkpoint"] == f"{run}/a.state" and r["keras_checkpoint"] == f"{run}/a.keras"
+    archive = load_checkpoint(local_store, f"{run}/a.keras")
+    for a, b in zip(
+        all_variables(archive), all_variables(_built(local_store, init, f"{run}/a.state"))
+    ):
+        np.testing.assert_array_equal(a, b)
+    fresh = KerasTrainer(local_store, train, val, FEATURES, LABELS)
+    with pytest.raises(CerebroValueError, match="model_in must name the model's .keras archive"):
+        fresh.train("m", spec, f"{run}/a.state", f"{run}/b.state", 1, 0, 1)

@@ -22,6 +22,7 @@ from typing import Any
 
 from cerebro.backend._base import Backend, TrainingJob
 from cerebro.backend.spark import channel
+from cerebro.backend.spark.shard_cache import check_data_cache
 from cerebro.backend.spark.worker import WorkerConfig, barrier_partition_fn
 from cerebro.exceptions import (
     CerebroTypeError,
@@ -65,6 +66,11 @@ class SparkBackend(Backend):
         max_worker_restarts: how often the workers are restarted after one of them is lost
             (its process or executor died) before ``fit`` gives up. In-flight sub-epochs run
             again from the last committed checkpoints, so nothing is lost or counted twice.
+        data_cache: where each worker keeps its train and validation shard: ``"memory"``
+            (numpy arrays), ``"disk"`` (memory-mapped ``.npy`` files in a temporary folder
+            under the executor's local directory, deleted when the worker ends) or ``"auto"``
+            (memory when the shards fit half the host's available memory shared by the
+            workers on it, else disk). Training gives the same result either way.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class SparkBackend(Backend):
         seed: int = 0,
         verbose: int = 1,
         max_worker_restarts: int = 3,
+        data_cache: str = "auto",
     ) -> None:
         if num_workers is not None:
             _check_positive_int("num_workers", num_workers)
@@ -88,6 +95,7 @@ class SparkBackend(Backend):
             raise CerebroValueError(f"start_timeout must be a number > 0, got {start_timeout!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise CerebroTypeError(f"seed must be an int, got {seed!r}")
+        check_data_cache(data_cache)
         if spark_context is not None:
             from pyspark import SparkContext
 
@@ -106,13 +114,14 @@ class SparkBackend(Backend):
         self.seed = seed
         self.verbose = verbose
         self.max_worker_restarts = max_worker_restarts
+        self.data_cache = data_cache
 
     @property
     def num_workers(self) -> int:
         return self._num_workers
 
     def worker_info(self) -> dict[int, dict[str, Any]]:
-        """The workers of the current (or last) run: host, pid, Spark attempt, rows, bytes."""
+        """The workers of the current (or last) run: host, pid, attempt, rows, bytes, cache."""
         pool = getattr(self, "_pool", None)
         return {w: dict(v) for w, v in pool.workers.items()} if pool else {}
 
@@ -329,6 +338,7 @@ class _WorkerPool:
             label_columns=list(self.label_columns),
             threads=self.backend._threads(),
             has_validation=self.has_validation,
+            data_cache=self.backend.data_cache,
         )
         self.group = f"cerebro-{uuid.uuid4().hex[:8]}"
         self._job_error = None
