@@ -27,6 +27,9 @@ class ModelRequest:
         num_epochs: how many epochs to train at most.
         resume_state: the model's committed ``state.json`` when it continues an interrupted
             run (it then starts from the checkpoint that state names), else None.
+        may_stop_early: whether the search may stop the model before ``num_epochs`` (then
+            every epoch ends with a full ``.keras`` archive, since any epoch may be its last;
+            else only the last one does).
     """
 
     model_id: str
@@ -34,6 +37,7 @@ class ModelRequest:
     params: dict[str, Any] = field(default_factory=dict)
     num_epochs: int = 1
     resume_state: dict[str, Any] | None = None
+    may_stop_early: bool = True
 
 
 class TrainingJob(Protocol):

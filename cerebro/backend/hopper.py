@@ -151,6 +151,8 @@ class ModelHopper:
         self.task_log: list[dict[str, Any]] = []
         #: What each worker reported after loading its data (rows, bytes, load_seconds).
         self.worker_stats: dict[int, dict[str, Any]] = {}
+        # Per worker (= partition): models done since its last message.
+        self._forget: dict[int, set[str]] = {}
 
     # ------------------------------------------------------------------ admission
     def admit(self) -> int:
@@ -196,6 +198,8 @@ class ModelHopper:
         """The worker message that runs ``task``."""
         run = self.runs[task.model_id]
         common = {
+            # Models that ended since this worker's last task: it can drop their built copies.
+            "forget": sorted(self._forget.pop(task.partition, ())),
             "model_id": task.model_id,
             "spec": run.spec,
             "checkpoint_in": run.checkpoint,
@@ -207,14 +211,16 @@ class ModelHopper:
             # lost attempt for the same file.
             base = self._ckpt_url(task.model_id, run.hops + 1, uuid.uuid4().hex[:8])
             # A model is on one worker at a time, so this hop ends the epoch when every other
-            # partition of the epoch is done.
+            # partition of the epoch is done. Models end only at an epoch's end; a full archive
+            # is written where the model may end.
             ends_epoch = (
                 sum(e == task.epoch for e, _ in run.sub_epochs) == self.scheduler.num_workers - 1
             )
+            may_end = run.request.may_stop_early or task.epoch == run.request.num_epochs - 1
             return "train", {
                 **common,
                 "checkpoint_out": base + STATE_SUFFIX,
-                "keras_out": base + ".keras" if ends_epoch else None,
+                "keras_out": base + ".keras" if ends_epoch and may_end else None,
                 "epoch": task.epoch,
                 "seed": self.seed,
             }
@@ -311,6 +317,8 @@ class ModelHopper:
             if name.startswith("ckpt-"):
                 self.store.delete(f"{run_path}/{name}")
         close_loggers(self.store, model_id)
+        for worker in range(self.scheduler.num_workers):
+            self._forget.setdefault(worker, set()).add(model_id)
         self.job.on_model_end(model_id, run.status, run.error)
 
     # ------------------------------------------------------------------ state

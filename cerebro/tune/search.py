@@ -118,7 +118,13 @@ class _SearchJob:
             self.suggester.report(trial_id, None)
             self.save()
             return self._next_request()
-        return ModelRequest(model_id, estimator, dict(params), self.search.num_epochs)
+        return ModelRequest(
+            model_id,
+            estimator,
+            dict(params),
+            self.search.num_epochs,
+            may_stop_early=self.search.may_stop_early,
+        )
 
     def next_models(self, num_running: int) -> list[ModelRequest]:
         out, self.pending = self.pending, []
@@ -180,7 +186,14 @@ class _SearchJob:
             )
             estimator = self.search.make_estimator(params)
             self.pending.append(
-                ModelRequest(model_id, estimator, dict(params), self.search.num_epochs, state)
+                ModelRequest(
+                    model_id,
+                    estimator,
+                    dict(params),
+                    self.search.num_epochs,
+                    state,
+                    may_stop_early=self.search.may_stop_early,
+                )
             )
         # Early stopping policies compare epochs and models: let them hear the past again.
         for model_id in self.trials:
@@ -291,6 +304,9 @@ class ModelSelection:
         self.seed = seed
         self.verbose = verbose
         self.stopper = stopper if stopper is not None else NoStopping()
+        #: Whether models may end before num_epochs (the backend then keeps a full archive
+        #: of every epoch, else only of the last).
+        self.may_stop_early = not isinstance(self.stopper, NoStopping)
         self._column_shapes: dict[str, Any] | None = None
         self._experiment_name = experiment_name
         self.resume = resume

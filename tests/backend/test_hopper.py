@@ -59,6 +59,8 @@ def drive(store, hopper, trainers, after_each=None, max_tasks=None):
         pending += hopper.scheduler.assign()
         worker, task = pending.pop(0)
         kind, payload = hopper.message_for(task)
+        for model_id in payload.pop("forget"):  # as a worker does
+            trainers[worker].forget(model_id)
         run = trainers[worker].train if kind == "train" else trainers[worker].evaluate
         result = run(**payload)
         hopper.on_result(worker, task, result)
@@ -129,3 +131,36 @@ def test_resume_records_a_train_pass_whose_metrics_were_not_committed(local_stor
     history = local_store.read_json(local_store.get_run_state_path("m"))["history"]
     assert len(history["train_loss"]) == len(history["val_loss"]) == EPOCHS
     assert history["train_loss"][0] == pytest.approx(trained)
+
+
+def test_without_early_stopping_only_the_last_epoch_writes_an_archive_and_workers_forget(
+    local_store, trainers_data
+):
+    trainers = [KerasTrainer(local_store, t, v, ["features"], ["label"]) for t, v in trainers_data]
+    requests = [
+        ModelRequest("short", estimator(), {}, 1, may_stop_early=False),
+        ModelRequest("long", estimator(), {}, 3, may_stop_early=False),
+    ]
+    hopper = ModelHopper(
+        local_store, Job(requests), Scheduler(W, seed=1), seed=7, has_validation=True
+    )
+    archives, forgotten = [], {w: [] for w in range(W)}
+    original = hopper.message_for
+
+    def recording(task):
+        kind, payload = original(task)
+        forgotten[task.partition] += payload["forget"]
+        if kind == "train" and payload["keras_out"]:
+            archives.append((task.model_id, task.epoch))
+        return kind, payload
+
+    hopper.message_for = recording
+    drive(local_store, hopper, trainers)
+    # Only the hop that ends each model's last epoch writes a .keras archive.
+    assert sorted(archives) == [("long", 2), ("short", 0)]
+    for model_id in ("short", "long"):
+        run_path = local_store.get_run_path(model_id)
+        assert sorted(local_store.listdir(run_path)) == ["checkpoint.keras", "state.json"]
+    # Each worker hears once that "short" ended (in its next message), and drops it.
+    assert forgotten == {w: ["short"] for w in range(W)}
+    assert all("short" not in t.cached_models for t in trainers)

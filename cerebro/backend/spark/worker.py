@@ -121,6 +121,8 @@ def _serve(conn: Any, trainer: Any) -> None:
         if kind == channel.STOP:
             return
         t0 = time.perf_counter()
+        for model_id in payload.pop("forget", ()) if isinstance(payload, dict) else ():
+            trainer.forget(model_id)
         try:
             if kind == channel.TRAIN:
                 out = trainer.train(**payload)
