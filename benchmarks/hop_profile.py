@@ -28,7 +28,7 @@ from collections import defaultdict
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from mop_benchmark import NUM_FEATURES, build_model, grid  # noqa: E402
+from _bench import NUM_FEATURES, build_model, grid  # noqa: E402
 
 
 def main() -> None:

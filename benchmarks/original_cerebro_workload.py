@@ -24,7 +24,7 @@ def main() -> None:
     cfg = json.loads(sys.argv[1])
     if cfg.get("data", "synthetic") != "synthetic":
         raise SystemExit("the comparison runs on the synthetic data only")
-    from mop_benchmark import SPACE, build_model, synthetic_dataframe
+    from _bench import SPACE, build_model, synthetic_dataframe
     from pyspark.sql import SparkSession
 
     import cerebro  # the original package, from the other environment
