@@ -533,7 +533,9 @@ def _hops_section(report: dict[str, Any], plot_prefix: str) -> list[str]:
     suffix = hops[0]["state_file"] if hops else ".keras"
     files = (
         f"each hop writes the model's state (a `{suffix}` file) and the hop that ends an "
-        "epoch also a `.keras` archive (every second hop with two workers)"
+        "epoch also a `.keras` archive (every second hop with two workers; that is the case "
+        "with early stopping on, where any epoch may be a model's last; without it only a "
+        "model's very last hop writes one, so these figures are the worst case)"
         if suffix != ".keras"
         else "each hop writes a `.keras` checkpoint"
     )

@@ -320,7 +320,8 @@ def hop_profile(task: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, A
     For each size, two trainers (A, B: the two workers of W=2) hold small shards and pass one
     model back and forth with the files the driver asks for (``ModelHopper.message_for``):
     each hop writes the model's state, and the hop that ends an epoch also a ``.keras``
-    archive. The first visit to each trainer is a full load, later ones reload the state only
+    archive (as with early stopping on; without it only a model's last hop does, so this is
+    the worst case). The first visit to each trainer is a full load, later ones reload the state only
     (a worker's steady state). A third trainer then times one warm sub-epoch on ``n`` rows
     (100k, or fewer for big models: then scaled to 100k rows by the measured rows/s).
     """
@@ -389,7 +390,8 @@ def hop_profile(task: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, A
                 "full_load_ms": 1000 * statistics.median(full),
                 "state_save_ms": 1000 * statistics.median(plain) if plain else None,
                 "archive_save_ms": 1000 * statistics.median(archive),
-                # Per hop: with W=2 every second hop also writes the epoch's archive.
+                # Per hop: with W=2 every second hop also writes the epoch's archive (early
+                # stopping on; the worst case).
                 "save_ms": 1000
                 * (
                     (statistics.median(plain) + statistics.median(archive)) / 2
