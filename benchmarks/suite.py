@@ -321,9 +321,9 @@ def hop_profile(task: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, A
     model back and forth with the files the driver asks for (``ModelHopper.message_for``):
     each hop writes the model's state, and the hop that ends an epoch also a ``.keras``
     archive (as with early stopping on; without it only a model's last hop does, so this is
-    the worst case). The first visit to each trainer is a full load, later ones reload the state only
-    (a worker's steady state). A third trainer then times one warm sub-epoch on ``n`` rows
-    (100k, or fewer for big models: then scaled to 100k rows by the measured rows/s).
+    the worst case). The first visit to each trainer is a full load, later ones reload the
+    state only (a worker's steady state). A third trainer then times one warm sub-epoch on
+    ``n`` rows (100k, or fewer for big models: then scaled to 100k rows by the measured rows/s).
     """
     import numpy as np
 
@@ -406,7 +406,7 @@ def hop_profile(task: dict[str, Any], sizes: dict[str, Any]) -> list[dict[str, A
                 "sub_epoch_measured": n >= SUB_EPOCH_ROWS,
                 "hops": hops,
             }
-            rec["hop_overhead_ms"] = rec["state_load_ms"] + rec["save_ms"]
+            _hop_overheads(rec)
             out.append(rec)
             store.delete(run)
     finally:
@@ -849,6 +849,14 @@ def linear_fit(xs: list[float], ys: list[float]) -> dict[str, float] | None:
 
 
 # ---------------------------------------------------------------------- summary
+def _hop_overheads(rec: dict[str, Any]) -> None:
+    """Add a hop record's overheads: with early stopping (an archive at every epoch's end,
+    every second hop at W=2) and without (only a model's last hop writes an archive)."""
+    rec["hop_overhead_ms"] = rec["state_load_ms"] + rec["save_ms"]
+    plain = rec["state_save_ms"] if rec["state_save_ms"] is not None else rec["save_ms"]
+    rec["hop_overhead_plain_ms"] = rec["state_load_ms"] + plain
+
+
 def summarize(report: dict[str, Any], wls: list[Workload]) -> dict[str, Any]:
     """The comparison table (ratios within this run) and the targets."""
     rows = []
@@ -909,17 +917,22 @@ def summarize(report: dict[str, Any], wls: list[Workload]) -> dict[str, Any]:
         }
     )
     hops = [h for h in report["hops"] if h["params"] <= TARGET_HOP_MAX_PARAMS * 1.05]
-    worst = max(hops, key=lambda h: h["hop_overhead_ms"] / 1000 / h["sub_epoch_s"])
-    share = worst["hop_overhead_ms"] / 1000 / worst["sub_epoch_s"]
-    targets.append(
-        {
-            "target": f"per-hop overhead < {TARGET_HOP_SHARE:.0%} of the sub-epoch time, models "
-            f"up to 1e6 parameters, {SUB_EPOCH_ROWS // 1000}k rows per partition",
-            "measured": f"worst {share:.1%} at {worst['params']:,} parameters "
-            f"({worst['hop_overhead_ms']:.0f} ms vs {worst['sub_epoch_s']:.2f} s)",
-            "pass": share < TARGET_HOP_SHARE,
-        }
-    )
+    for key, case in (
+        ("hop_overhead_plain_ms", "without early stopping: a state file per hop"),
+        ("hop_overhead_ms", "with early stopping: also a .keras archive at each epoch's end"),
+    ):
+        worst = max(hops, key=lambda h: h[key] / 1000 / h["sub_epoch_s"])
+        share = worst[key] / 1000 / worst["sub_epoch_s"]
+        targets.append(
+            {
+                "target": f"per-hop overhead < {TARGET_HOP_SHARE:.0%} of the sub-epoch time, "
+                f"models up to 1e6 parameters, {SUB_EPOCH_ROWS // 1000}k rows per partition "
+                f"({case})",
+                "measured": f"worst {share:.1%} at {worst['params']:,} parameters "
+                f"({worst[key]:.0f} ms vs {worst['sub_epoch_s']:.2f} s)",
+                "pass": share < TARGET_HOP_SHARE,
+            }
+        )
     for w in wls:
         r = by[(w.name, 2)]
         targets.append(
@@ -945,6 +958,12 @@ def main() -> None:
     parser.add_argument("--out", default=HERE, help="folder for RESULTS*.md and results/")
     parser.add_argument("--store", default=None, help="store folder (default: a temp folder)")
     parser.add_argument("--keep-store", action="store_true", help="keep the temp store")
+    parser.add_argument(
+        "--render",
+        default=None,
+        metavar="JSON",
+        help="write the report again from a run's saved JSON, measuring nothing",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
@@ -954,7 +973,14 @@ def main() -> None:
     log.setLevel(logging.INFO)
     from _suite_report import write_report
 
-    report = run_suite(args)
+    if args.render is not None:
+        with open(args.render) as f:
+            report = json.load(f)
+        for rec in report["hops"]:
+            _hop_overheads(rec)
+        report["summary"] = summarize(report, workloads(MODES[report["mode"]]))
+    else:
+        report = run_suite(args)
     paths = write_report(report, args.out)
     log.info("wrote %s", ", ".join(paths))
 

@@ -112,7 +112,7 @@ def test_results_file_has_every_section_with_numbers(smoke):
     assert re.search(r"Git commit: [0-9a-f]{7,}", header)
 
     targets = _table_rows(_section(text, "## Targets"))
-    assert len(targets) == 4
+    assert len(targets) == 5
     for _target, measured, result in targets:
         assert result in ("PASS", "**MISS**"), result
         assert re.search(r"\d+\.\d+", measured), measured
