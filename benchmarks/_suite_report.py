@@ -14,7 +14,7 @@ from typing import Any
 
 from _bench import write_atomic
 
-RESULTS_NAME = {"full": "RESULTS.md", "quick": "RESULTS_quick.md", "smoke": "RESULTS_smoke.md"}
+RESULTS_NAME = {"full": "RESULTS.md", "medium": "RESULTS_medium.md", "quick": "RESULTS_quick.md"}
 
 
 def write_report(report: dict[str, Any], out: str) -> list[str]:

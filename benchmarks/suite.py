@@ -2,11 +2,11 @@
 
 One command::
 
-    .venv/bin/python benchmarks/suite.py [--quick | --smoke] [--out DIR]
+    .venv/bin/python benchmarks/suite.py [--medium | --quick] [--out DIR]
 
-writes ``DIR/RESULTS.md`` (``RESULTS_quick.md``, ``RESULTS_smoke.md``), PNG plots and a JSON of
+writes ``DIR/RESULTS.md`` (``RESULTS_medium.md``, ``RESULTS_quick.md``), PNG plots and a JSON of
 every raw figure under ``DIR/results/`` (``DIR`` defaults to ``benchmarks/``). Full: about 20
-minutes on 2 cores; ``--quick``: CI-sized, a few minutes; ``--smoke``: tiny, for the tests.
+minutes on 2 cores; ``--medium``: a few minutes; ``--quick``: CI-sized, a minute or two.
 
 Two workloads, an MLP on synthetic tabular data and a small CNN on generated 28x28 images,
 each trained with W = 1 and W = 2 workers (``local[W]``, one TensorFlow thread per worker) by:
@@ -98,7 +98,7 @@ MODES: dict[str, dict[str, Any]] = {
         "baselines_together": False,
         "timeout_s": 2400,
     },
-    "quick": {
+    "medium": {
         "mlp_rows": 40_000,
         "mlp_space": SPACE,
         "mlp_epochs": 3,
@@ -117,7 +117,7 @@ MODES: dict[str, dict[str, Any]] = {
         "baselines_together": False,
         "timeout_s": 900,
     },
-    "smoke": {
+    "quick": {
         "mlp_rows": 3_000,
         "mlp_space": {"units": [32, 128], "lr": [1e-3], "batch_size": [256]},
         "mlp_epochs": 1,
@@ -707,7 +707,7 @@ def run_suite(args: argparse.Namespace) -> dict[str, Any]:
 
         # 2. Per workload, the single-machine baselines (child processes with clean
         # TensorFlow thread pools) right before its Spark runs, so that the figures compared
-        # are measured minutes apart, not a quarter of an hour (the load drifts). The smoke
+        # are measured minutes apart, not a quarter of an hour (the load drifts). The quick
         # mode measures both workloads' baselines together (fewer TensorFlow start-ups).
         report["sequential_threads"] = cores
         report["baselines"] = {}
@@ -952,8 +952,8 @@ def summarize(report: dict[str, Any], wls: list[Workload]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     group = parser.add_mutually_exclusive_group()
+    group.add_argument("--medium", dest="mode", action="store_const", const="medium")
     group.add_argument("--quick", dest="mode", action="store_const", const="quick")
-    group.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
     parser.set_defaults(mode="full")
     parser.add_argument("--out", default=HERE, help="folder for RESULTS*.md and results/")
     parser.add_argument("--store", default=None, help="store folder (default: a temp folder)")

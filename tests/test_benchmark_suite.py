@@ -1,4 +1,4 @@
-"""The benchmark suite end to end in its smallest mode (``benchmarks/suite.py --smoke``).
+"""The benchmark suite end to end in its smallest mode (``benchmarks/suite.py --quick``).
 
 One real run (Spark local[1] and local[2], Parquet, TensorFlow) into a temporary folder; the
 tests then check what it wrote: the RESULTS file has every section with numbers, the plots
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("suite")
     env = dict(
         os.environ,
@@ -51,7 +51,7 @@ def smoke(tmp_path_factory):
     )
     # Its own process group: a timeout stops the suite and every process it started.
     proc = subprocess.Popen(
-        [sys.executable, SUITE, "--smoke", "--out", str(out)],
+        [sys.executable, SUITE, "--quick", "--out", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -100,8 +100,8 @@ def _png_chunks(path: str) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def test_results_file_has_every_section_with_numbers(smoke):
-    text = (smoke / "RESULTS_smoke.md").read_text()
+def test_results_file_has_every_section_with_numbers(quick):
+    text = (quick / "RESULTS_quick.md").read_text()
     for title in SECTIONS:
         assert title in text, title
     header = _section(text, "## Machine and versions")
@@ -139,14 +139,14 @@ def test_results_file_has_every_section_with_numbers(smoke):
     for title in ("### configurations", "### rows", "### model size"):
         assert _table_rows(_section(text, title)), title
     for name in PLOTS:
-        assert f"(results/suite-smoke-{name}.png)" in text, name
+        assert f"(results/suite-quick-{name}.png)" in text, name
 
 
-def test_plots_are_valid_png_images(smoke):
+def test_plots_are_valid_png_images(quick):
     import matplotlib.image
 
     for name in PLOTS:
-        path = str(smoke / "results" / f"suite-smoke-{name}.png")
+        path = str(quick / "results" / f"suite-quick-{name}.png")
         chunks = _png_chunks(path)
         kinds = [k for k, _ in chunks]
         assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND", kinds
@@ -158,9 +158,9 @@ def test_plots_are_valid_png_images(smoke):
         assert pixels.std() > 0, f"{name} is blank"
 
 
-def test_raw_json_matches_the_tables_and_mop_holds_a_shard(smoke):
-    report = json.loads((smoke / "results" / "suite-smoke.json").read_text())
-    assert report["mode"] == "smoke"
+def test_raw_json_matches_the_tables_and_mop_holds_a_shard(quick):
+    report = json.loads((quick / "results" / "suite-quick.json").read_text())
+    assert report["mode"] == "quick"
     assert set(report["runs"]) == {"mlp-w1", "mlp-w2", "cnn-w1", "cnn-w2"}
     for row in report["summary"]["rows"]:
         assert row["efficiency"] == pytest.approx(row["ideal_s"] / row["mop_s"])
@@ -181,11 +181,11 @@ def test_raw_json_matches_the_tables_and_mop_holds_a_shard(smoke):
     assert ideal["train_rows"] + ideal["val_rows"] == report["sizes"]["mlp_rows"]
 
 
-def test_files_are_world_readable_and_no_temp_file_is_left(smoke):
-    files = [smoke / "RESULTS_smoke.md", *sorted((smoke / "results").iterdir())]
+def test_files_are_world_readable_and_no_temp_file_is_left(quick):
+    files = [quick / "RESULTS_quick.md", *sorted((quick / "results").iterdir())]
     names = sorted(p.name for p in files)
     assert names == sorted(
-        ["RESULTS_smoke.md", "suite-smoke.json"] + [f"suite-smoke-{n}.png" for n in PLOTS]
+        ["RESULTS_quick.md", "suite-quick.json"] + [f"suite-quick-{n}.png" for n in PLOTS]
     )
     for path in files:
         assert os.stat(path).st_mode & 0o444 == 0o444, path
