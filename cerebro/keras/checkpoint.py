@@ -228,7 +228,10 @@ def save_state(model: keras.Model, store: Store, url: str) -> None:
 
 
 def _read_state(store: Store, url: str) -> list[np.ndarray]:
-    data = store.read_bytes(url)
+    try:
+        data = store.read_bytes(url)
+    except FileNotFoundError:
+        raise StoreError(f"checkpoint {url} does not exist (or is not a file)") from None
     n = len(_STATE_MAGIC)
     if data[:n] != _STATE_MAGIC or len(data) < n + 8:
         raise StoreError(f"state file {url} is not a Cerebro state file (corrupt or truncated)")
@@ -267,7 +270,6 @@ def load_state(model: keras.Model, store: Store, url: str) -> bool:
         model.optimizer.build(model.trainable_variables)
     if not url.endswith(STATE_SUFFIX):
         return _load_keras_state(model, store, url)
-    checkpoint_token(store, url)  # a clear error when the file is missing
     arrays = _read_state(store, url)
     variables = _state_variables(model)
     fits = len(arrays) == len(variables) and all(
