@@ -127,6 +127,20 @@ def shuffle_seed(seed: int, model_id: str, epoch: int, partition: int) -> int:
 
 
 # ---------------------------------------------------------------------- internals
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's "N of the last M calls triggered tf.function retracing" warning.
+
+    A worker holds many models and traces each one's train and test step once, by design;
+    TensorFlow counts those as retracing and would warn on every worker.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+_RETRACING_FILTER = _ExpectedRetracing()
+
+
 @dataclass
 class _CachedModel:
     """A built model and the checkpoint it equals (None while its state is ahead of any file)."""
@@ -384,6 +398,7 @@ class KerasTrainer:
         self._models: OrderedDict[str, _CachedModel] = OrderedDict()
         self._shards: OrderedDict[tuple[str, str | None], _Shard] = OrderedDict()
         configure_threads(num_threads)
+        logging.getLogger("tensorflow").addFilter(_RETRACING_FILTER)
 
     # ------------------------------------------------------------------ public API
     @property

@@ -660,3 +660,18 @@ def test_a_state_file_needs_the_model_archive_and_can_also_write_one(local_store
     fresh = KerasTrainer(local_store, train, val, FEATURES, LABELS)
     with pytest.raises(CerebroValueError, match="model_in must name the model's .keras archive"):
         fresh.train("m", spec, f"{run}/a.state", f"{run}/b.state", 1, 0, 1)
+
+
+def test_trainers_silence_only_tensorflows_retracing_warning(local_store, data):
+    import logging
+
+    ((train, val),) = partitions(data, 1)
+    KerasTrainer(local_store, train, val, FEATURES, LABELS)
+    tf_logger = logging.getLogger("tensorflow")
+
+    def record(msg):
+        return logging.LogRecord("tensorflow", logging.WARNING, __file__, 1, msg, None, None)
+
+    retracing = "5 out of the last 9 calls to <function f> triggered tf.function retracing."
+    assert not tf_logger.filter(record(retracing))
+    assert tf_logger.filter(record("something else went wrong"))
