@@ -668,7 +668,8 @@ class KerasTrainer:
         arr = shard.prepared.get(key)
         if arr is None:
             arr = shard.arrays[col]
-            if not _on_disk(arr):
+            on_disk = _on_disk(arr)
+            if not on_disk:
                 arr = np.asarray(arr)
             casts, current = [], arr.dtype
             for target in (dtype, floatx):
@@ -680,7 +681,7 @@ class KerasTrainer:
                     casts.append(target)
                     current = np.dtype(target)
             reshape = dims == (1,) and arr.ndim == 1
-            if _on_disk(arr):
+            if on_disk:
                 arr = _MappedColumn(arr, (1,) if reshape else arr.shape[1:], casts)
             else:
                 if reshape:
